@@ -144,8 +144,8 @@ type VEXStatement struct {
 	Path          string   `json:"path"`
 	Product       string   `json:"product"` // purl or product id as the document names it
 	Source        string   `json:"source"`
-	Status        string   `json:"status"` // not_affected | affected | fixed | under_investigation
 	Statement     string   `json:"statement,omitempty"`
+	Status        string   `json:"status"` // not_affected | affected | fixed | under_investigation
 	Vulnerability string   `json:"vulnerability"`
 }
 

@@ -9,8 +9,8 @@ type Manifest struct {
 	Contents    []ContentEntry   `json:"contents"`
 	Delta       *Delta           `json:"delta,omitempty"`
 	Encryption  *ManifestCrypt   `json:"encryption,omitempty"`
-	ExportID    string           `json:"exportId"`
 	Expires     string           `json:"expires,omitempty"`
+	ExportID    string           `json:"exportId"`
 	GeneratedAt string           `json:"generatedAt"`
 	Profile     ManifestProfile  `json:"profile"`
 	RerunHash   string           `json:"rerunHash"`

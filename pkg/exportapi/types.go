@@ -42,6 +42,7 @@ type ProfileSpec struct {
 	PolicySnapshotMode string       `json:"policySnapshotMode" yaml:"policySnapshotMode"`
 	Retention          *Retention   `json:"retention,omitempty" yaml:"retention,omitempty"`
 	SchemaVersion      int          `json:"schemaVersion,omitempty" yaml:"schemaVersion,omitempty"`
+	ID                 string       `json:"runId"`
 	Selectors          Selectors    `json:"selectors" yaml:"selectors"`
 	Variant            string       `json:"variant" yaml:"variant"` // raw|policy|db|java-db|full|delta
 }
@@ -118,7 +119,6 @@ type Run struct {
 	Extra           map[string]string `json:"extra,omitempty"`
 	FinishedAt      *time.Time        `json:"finishedAt,omitempty"`
 	Host            string            `json:"host,omitempty"`
-	ID              string            `json:"runId"`
 	Owner           string            `json:"owner,omitempty"` // lease holder (host:pid) while running
 	Priority        string            `json:"priority"`        // normal | catch-up
 	Profile         ProfileRef        `json:"profile"`

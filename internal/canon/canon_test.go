@@ -1,0 +1,77 @@
+package canon
+
+import (
+	"testing"
+
+	"github.com/stellaops/stella/internal/record"
+	"github.com/stellaops/stella/pkg/exportapi"
+)
+
+func TestCanonicalize(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`{"b":1, "a":[true,null,"x<y&z"]}`, `{"a":[true,null,"x<y&z"],"b":1}`},
+		{`{"z":{"d":1.50,"c":"\u00e9\n"}}`, `{"z":{"c":"é\n","d":1.50}}`},
+		{` "tab\there" `, `"tab\there"`},
+		{`[]`, `[]`},
+	}
+	for _, c := range cases {
+		got, err := Canonicalize([]byte(c.in))
+		if err != nil {
+			t.Fatalf("%s: %v", c.in, err)
+		}
+		if string(got) != c.want {
+			t.Errorf("Canonicalize(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
+	if _, err := Canonicalize([]byte(`{"a":1} {"b":2}`)); err == nil {
+		t.Error("trailing value accepted")
+	}
+	if _, err := Canonicalize([]byte(`{"a":`)); err == nil {
+		t.Error("truncated value accepted")
+	}
+}
+
+// TestFastIsCanonical checks that the types written on the hot path declare
+// their fields in sorted order, so Fast and Marshal agree.
+func TestFastIsCanonical(t *testing.T) {
+	vals := []any{
+		record.Advisory{ID: "A", Aliases: []string{"b"}, Affected: []record.Affected{{Ecosystem: "Go", Package: "x",
+			Ranges:   []record.Range{{Type: "SEMVER", Events: []record.Event{{Introduced: "0"}, {Fixed: "1.2"}}}},
+			Severity: []record.Severity{{Type: "CVSS_V3", Score: "x"}}, Versions: []string{"1"}, Purl: "pkg:golang/x"}},
+			Severity: []record.Severity{{Type: "CVSS_V3", Score: "x"}}, Summary: "s<", Details: "d", Modified: "m",
+			Published: "p", Withdrawn: "w", CWEs: []string{"c"}, Related: []string{"r"}, Path: "p", Source: "s", Digest: "d",
+			Ecosystems: []string{"Go"}, References: []string{"u"}},
+		record.VEXStatement{ID: "i", Aliases: []string{"a"}, Digest: "d", DocumentID: "doc", Format: "f", Justification: "j",
+			Modified: "m", Path: "p", Product: "pr", Source: "s", Status: "st", Statement: "x", Vulnerability: "v"},
+		record.Component{Name: "n", Purl: "p", SHA1: "s", Version: "v"},
+		exportapi.Event{RunID: "r", Seq: 1, Type: "t", Artifact: &exportapi.Artifact{Name: "n", Path: "p", SHA256: "s", Bytes: 1, MediaType: "m"},
+			Bytes: 1, ErrorCode: "e", ItemsDone: 1, ItemsTotal: 2, Message: "m", Phase: "p", State: "s"},
+		exportapi.Manifest{Contents: []exportapi.ContentEntry{{Path: "p", Digest: "d", Bytes: 1, Records: 1, ContentType: "c", PlainDigest: "x"}},
+			Delta: &exportapi.Delta{Added: []string{"a"}}, Encryption: &exportapi.ManifestCrypt{Mode: "age", Recipients: []string{"r"}},
+			ExportID: "e", Expires: "x", GeneratedAt: "g", RerunHash: "r", Schema: "s", Sequence: 1, Tenant: "t", Version: "v",
+			Skipped: []exportapi.Skipped{{Path: "p", Reason: "r", Source: "s", Digest: "d"}},
+			Sources: []exportapi.ManifestSource{{Name: "n", Digest: "d", Documents: 1}},
+			Selectors: exportapi.Selectors{Ecosystems: []string{"e"}, ModifiedSince: "s", ModifiedUntil: "u", ProductPrefixes: []string{"p"},
+				PurlPrefixes: []string{"p"}, Sources: []string{"s"}, Tenant: "t"},
+			Profile: exportapi.ManifestProfile{Kind: "k", Name: "n", Revision: "r", Variant: "v"}},
+		exportapi.Run{ID: "r", Tenant: "t", Extra: map[string]string{"b": "1", "a": "2"}, Counts: map[string]int64{"x": 1},
+			Artifacts: []exportapi.Artifact{{Name: "n"}}, Sources: []exportapi.SourceSpec{{Name: "n", Path: "p"}}},
+		exportapi.Profile{APIVersion: "a", Kind: "k", Metadata: exportapi.ProfileMetadata{Name: "n", Tenant: "t", Revision: "r1",
+			Labels: map[string]string{"z": "1", "a": "2"}}, Spec: exportapi.ProfileSpec{Kind: "json", Variant: "raw", Include: []string{"vex"},
+			Distribution: []exportapi.DistTarget{{Kind: "oci", Target: "t"}}, Retention: &exportapi.Retention{Mode: "days", Value: 1},
+			Encryption: exportapi.Encryption{Enabled: true, Mode: "age", RecipientKeys: []string{"k"}, Strict: true}}},
+	}
+	for _, v := range vals {
+		fast, err := Fast(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow, err := Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(fast) != string(slow) {
+			t.Errorf("%T: fields are not declared in sorted JSON order:\nfast %s\ncanon %s", v, fast, slow)
+		}
+	}
+}
