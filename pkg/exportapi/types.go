@@ -42,7 +42,6 @@ type ProfileSpec struct {
 	PolicySnapshotMode string       `json:"policySnapshotMode" yaml:"policySnapshotMode"`
 	Retention          *Retention   `json:"retention,omitempty" yaml:"retention,omitempty"`
 	SchemaVersion      int          `json:"schemaVersion,omitempty" yaml:"schemaVersion,omitempty"`
-	ID                 string       `json:"runId"`
 	Selectors          Selectors    `json:"selectors" yaml:"selectors"`
 	Variant            string       `json:"variant" yaml:"variant"` // raw|policy|db|java-db|full|delta
 }
@@ -123,6 +122,7 @@ type Run struct {
 	Priority        string            `json:"priority"`        // normal | catch-up
 	Profile         ProfileRef        `json:"profile"`
 	Push            []string          `json:"push,omitempty"`
+	ID              string            `json:"runId"`
 	Selectors       Selectors         `json:"selectors"`
 	SkipInvalid     bool              `json:"skipInvalid,omitempty"`
 	Sources         []SourceSpec      `json:"sources,omitempty"`
