@@ -1,0 +1,63 @@
+package extsort
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+)
+
+func TestSortSpillsAndMerges(t *testing.T) {
+	for _, budget := range []int{1 << 10, 1 << 30} { // many runs; all in memory
+		dir := t.TempDir()
+		s := New(dir, budget)
+		rng := rand.New(rand.NewPCG(1, 2))
+		var want []string
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for g := 0; g < 4; g++ {
+			keys := make([]string, 500)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("k%08d-%d", rng.IntN(1e6), g*1000+i)
+			}
+			want = append(want, keys...)
+			wg.Add(1)
+			go func(keys []string) {
+				defer wg.Done()
+				for _, k := range keys {
+					if err := s.Add([]byte(k), []byte("v"+k)); err != nil {
+						mu.Lock()
+						t.Error(err)
+						mu.Unlock()
+					}
+				}
+			}(keys)
+		}
+		wg.Wait()
+		sort.Strings(want)
+		var got []string
+		err := s.Merge(func(k, v []byte) error {
+			if string(v) != "v"+string(k) {
+				t.Fatalf("value %q for key %q", v, k)
+			}
+			got = append(got, string(k))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("budget %d: got %d pairs, want %d", budget, len(got), len(want))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("budget %d: pair %d = %q, want %q", budget, i, got[i], want[i])
+			}
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("budget %d: %d run files left behind", budget, len(ents))
+		}
+	}
+}
