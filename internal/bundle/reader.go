@@ -236,10 +236,11 @@ func Walk(p string, lim ReadLimits, fn EntryFunc) error {
 }
 
 // IsMeta reports whether a bundle path is not listed in export.json because
-// it describes or signs the bundle (export.json itself, provenance, signatures).
+// it describes or signs the bundle: export.json itself, manifest.yaml (a
+// rendering of export.json), provenance, signatures.
 func IsMeta(rel string) bool {
 	switch rel {
-	case "export.json", "provenance.json", "provenance.dsse.json":
+	case "export.json", "manifest.yaml", "provenance.json", "provenance.dsse.json":
 		return true
 	}
 	return strings.HasPrefix(rel, "signatures/") && path.Dir(rel) == "signatures"

@@ -166,6 +166,15 @@ func Verify(p string, opt VerifyOptions) *Report {
 	} else {
 		rep.add("export-id", true, "%s", m.ExportID)
 	}
+	if y, ok := rep.Meta["manifest.yaml"]; ok {
+		if want, err := RenderSummary(raw, m); err != nil || !bytes.Equal(want, y) {
+			rep.add("manifest-summary", false, "manifest.yaml does not match export.json (edited or from another bundle)")
+		} else {
+			rep.add("manifest-summary", true, "matches export.json")
+		}
+	} else {
+		rep.add("manifest-summary", false, "manifest.yaml is missing")
+	}
 	if m.Expires != "" && !opt.Now.IsZero() {
 		exp, err := time.Parse(time.RFC3339, m.Expires)
 		switch {

@@ -80,6 +80,9 @@ type Error struct {
 	Hint    string   // what to do about it
 	Details []string // optional extra lines (e.g. one per bad document)
 	Err     error    // wrapped cause, if any
+	// Reported means the details were already printed (e.g. a failed run's
+	// summary); the CLI then prints only the one-line error.
+	Reported bool
 }
 
 func (e *Error) Error() string {

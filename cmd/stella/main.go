@@ -1,0 +1,49 @@
+// Command stella is the Export Center CLI: `stella export …`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/stellaops/stella/internal/cli"
+	"github.com/stellaops/stella/internal/xerr"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	f := &cli.Factory{IO: cli.System(), Hooks: cli.DefaultHooks}
+	defer f.Close()
+	cmd := cli.NewRootCmd(f)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	return report(f, err)
+}
+
+// report prints an error with its code, what was wrong and what to do, and
+// returns the exit code of SPEC §7 for it.
+func report(f *cli.Factory, err error) int {
+	e := xerr.As(err)
+	if cli.IsUsageError(err) {
+		e = &xerr.Error{Code: xerr.InvalidInput, Message: err.Error(), Hint: "see --help"}
+	}
+	fmt.Fprintf(f.IO.ErrOut, "Error: %s: %s\n", e.Code, e.Message)
+	if !e.Reported {
+		for _, d := range e.Details {
+			fmt.Fprintf(f.IO.ErrOut, "  - %s\n", d)
+		}
+		if e.Hint != "" {
+			fmt.Fprintf(f.IO.ErrOut, "Hint: %s\n", e.Hint)
+		}
+	}
+	return e.Code.ExitCode()
+}

@@ -1,0 +1,447 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stellaops/stella/internal/canon"
+	"github.com/stellaops/stella/internal/evidence"
+	"github.com/stellaops/stella/internal/extsort"
+	"github.com/stellaops/stella/internal/record"
+	"github.com/stellaops/stella/internal/xerr"
+	"github.com/stellaops/stella/pkg/exportapi"
+)
+
+// Sort-key namespaces. Keys are compared bytewise, so the streams come out
+// of the merge in this order: ids (duplicate check), source documents
+// (source digests), then the data streams.
+const (
+	nsID   = 'A' // kind 0 id 0 source 0 path -> modified
+	nsDoc  = 'B' // source 0 path -> digest
+	nsData = 'C' // stream 0 id 0 source 0 path 0 seq -> line
+)
+
+// rawLine is one line of data/raw/{advisories,vex}: the document's bytes as
+// a JSON string (so they are recoverable byte for byte) with where they came from.
+type rawLine struct {
+	ContentType string `json:"contentType"`
+	Digest      string `json:"digest"`
+	Document    string `json:"document"`
+	Format      string `json:"format"`
+	ID          string `json:"id"`
+	Kind        string `json:"kind"`
+	Path        string `json:"path"`
+	Source      string `json:"source"`
+}
+
+// selection decides which records a run keeps.
+type selection struct {
+	include map[string]bool
+	sel     exportapi.Selectors
+	since   time.Time
+	until   time.Time
+	policy  string // policySnapshotMode
+}
+
+func newSelection(spec exportapi.ProfileSpec, sel exportapi.Selectors) selection {
+	s := selection{include: map[string]bool{}, sel: sel, policy: spec.PolicySnapshotMode}
+	for _, i := range spec.Include {
+		s.include[i] = true
+	}
+	if s.policy == "none" {
+		s.include["findings"] = false
+	}
+	s.since, _ = time.Parse(time.RFC3339, sel.ModifiedSince)
+	s.until, _ = time.Parse(time.RFC3339, sel.ModifiedUntil)
+	return s
+}
+
+func ecoMatch(want []string, have []string) bool {
+	for _, h := range have {
+		base, _, _ := strings.Cut(h, ":")
+		for _, w := range want {
+			if strings.EqualFold(w, h) || strings.EqualFold(w, base) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func prefixMatch(want []string, have []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if strings.HasPrefix(h, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// keep reports whether a parsed document is selected.
+func (s selection) keep(p *record.Parsed) bool {
+	if !s.include[p.Kind.IncludeName()] {
+		return false
+	}
+	switch p.Kind {
+	case record.KindPolicy, record.KindFindings:
+		return true // the policy overlay is selected as a whole
+	case record.KindAdvisory:
+		if len(s.sel.Ecosystems) > 0 && !ecoMatch(s.sel.Ecosystems, p.Ecosystems) {
+			return false
+		}
+	}
+	if len(s.sel.PurlPrefixes) > 0 && !prefixMatch(s.sel.PurlPrefixes, p.Purls) {
+		return false
+	}
+	if len(s.sel.ProductPrefixes) > 0 && p.Kind != record.KindAdvisory &&
+		!prefixMatch(s.sel.ProductPrefixes, append(slices.Clone(p.Products), p.Subject)) {
+		return false
+	}
+	if !s.since.IsZero() || !s.until.IsZero() {
+		if p.Modified.IsZero() {
+			return false // no known modified date: outside any window
+		}
+		if !s.since.IsZero() && p.Modified.Before(s.since) {
+			return false
+		}
+		if !s.until.IsZero() && !p.Modified.Before(s.until) {
+			return false
+		}
+	}
+	return true
+}
+
+// collected is what the read stage learnt.
+type collected struct {
+	sorter   *extsort.Sorter
+	skipped  []exportapi.Skipped
+	docs     int64
+	bytes    int64
+	newest   time.Time
+	counts   map[string]int64 // per kind and per "kind/source" and "ecosystem/<eco>", selected records only
+	ignored  int64            // documents read but not selected
+	policies []string         // "source/path" of policy snapshots seen
+}
+
+type progressFn func(phase string, done, total, bytes int64)
+
+// key builds a NUL-separated sort key.
+func key(ns byte, parts ...string) []byte {
+	n := 1
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	b := make([]byte, 0, n+4)
+	b = append(b, ns)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+func splitKey(k []byte) []string {
+	return strings.Split(string(k[1:]), "\x00")
+}
+
+// docJob is one document handed to a parser.
+type docJob struct {
+	doc record.Document
+	err error
+}
+
+// collect reads every source, parses and selects documents, and feeds the
+// sorter. With emit=false (plan) only counts are kept.
+func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.ProfileSpec, sorter *extsort.Sorter,
+	progress progressFn) (*collected, error) {
+	sel := newSelection(spec, run.Selectors)
+	c := &collected{sorter: sorter, counts: map[string]int64{}}
+	var total int64
+	for _, s := range run.Sources {
+		total += countCandidates(s.Path)
+	}
+	workers := e.cfg.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan docJob, workers*4)
+	var mu sync.Mutex
+	var done, nbytes atomic.Int64
+	var newest atomic.Int64
+	fail := func(err error) { cancel(err) }
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := e.handleDoc(j, run, sel, c, &mu, &newest); err != nil {
+					fail(err)
+				}
+				d := done.Add(1)
+				nbytes.Add(int64(len(j.doc.Raw)))
+				if progress != nil && d%64 == 0 {
+					progress("read", d, total, nbytes.Load())
+				}
+			}
+		}()
+	}
+	var walkErr error
+	for _, s := range run.Sources {
+		src := evidence.Source{Name: s.Name, Path: s.Path, Exclude: e.excludeOf(s.Name)}
+		walkErr = evidence.Walk(ctx, src, evidence.Options{MaxDocumentBytes: e.cfg.MaxDocumentBytes}, func(doc record.Document, err error) error {
+			select {
+			case jobs <- docJob{doc: doc, err: err}:
+				return nil
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		})
+		if walkErr != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	c.docs = done.Load()
+	c.bytes = nbytes.Load()
+	if n := newest.Load(); n != 0 {
+		c.newest = time.Unix(0, n).UTC()
+	}
+	if progress != nil {
+		progress("read", c.docs, max(total, c.docs), c.bytes)
+	}
+	sort.Slice(c.skipped, func(i, j int) bool {
+		a, b := c.skipped[i], c.skipped[j]
+		if a.Source != b.Source {
+			return a.Source < b.Source
+		}
+		return a.Path < b.Path
+	})
+	sort.Strings(c.policies)
+	return c, nil
+}
+
+func (e *Engine) excludeOf(name string) []string {
+	for _, s := range e.cfg.Sources {
+		if s.Name == name {
+			return s.Exclude
+		}
+	}
+	return nil
+}
+
+// docError turns a document problem into a run failure, or a skipped[] entry.
+func docError(run exportapi.Run, c *collected, mu *sync.Mutex, doc record.Document, err error) error {
+	reason := err.Error()
+	var de *evidence.DocError
+	if ok := asDocErr(err, &de); ok {
+		reason = de.Reason
+		if !run.SkipInvalid {
+			return de.AsXerr()
+		}
+	} else if !run.SkipInvalid {
+		return xerr.Wrap(xerr.InvalidInput, err, "source %q: %s", doc.Source, doc.Path).
+			WithHint("fix or remove the document, or rerun with --skip-invalid to list it in skipped[]")
+	}
+	mu.Lock()
+	c.skipped = append(c.skipped, exportapi.Skipped{Source: doc.Source, Path: doc.Path, Digest: doc.Digest, Reason: reason})
+	mu.Unlock()
+	return nil
+}
+
+func (e *Engine) handleDoc(j docJob, run exportapi.Run, sel selection, c *collected, mu *sync.Mutex, newest *atomic.Int64) error {
+	doc := j.doc
+	if j.err != nil {
+		return docError(run, c, mu, doc, j.err)
+	}
+	// Every readable document counts towards its source's digest.
+	if c.sorter != nil {
+		if err := c.sorter.Add(key(nsDoc, doc.Source, doc.Path), []byte(doc.Digest)); err != nil {
+			return err
+		}
+	}
+	p, err := evidence.Parse(doc)
+	if err != nil {
+		return docError(run, c, mu, doc, err)
+	}
+	if !sel.keep(p) {
+		mu.Lock()
+		c.ignored++
+		mu.Unlock()
+		return nil
+	}
+	if !p.Modified.IsZero() {
+		n := p.Modified.UnixNano()
+		for {
+			old := newest.Load()
+			if n <= old || newest.CompareAndSwap(old, n) {
+				break
+			}
+		}
+	}
+	mu.Lock()
+	c.counts[string(p.Kind)]++
+	c.counts[string(p.Kind)+"/"+doc.Source]++
+	for _, eco := range p.Ecosystems {
+		c.counts["ecosystem/"+eco]++
+	}
+	if p.Kind == record.KindVEX {
+		c.counts["vex-statements"] += int64(len(p.Statements))
+	}
+	if p.Kind == record.KindFindings {
+		c.counts["finding-lines"] += int64(len(p.Lines))
+	}
+	if p.Kind == record.KindPolicy {
+		c.policies = append(c.policies, doc.Source+"/"+doc.Path)
+	}
+	mu.Unlock()
+	if c.sorter == nil {
+		return nil
+	}
+	return emit(c.sorter, doc, p)
+}
+
+func modBytes(t time.Time) []byte {
+	var b [8]byte
+	if !t.IsZero() {
+		binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
+	}
+	return b[:]
+}
+
+func seq(i int) string { return fmt.Sprintf("%08d", i) }
+
+// emit adds a selected document's pairs to the sorter.
+func emit(s *extsort.Sorter, doc record.Document, p *record.Parsed) error {
+	add := func(k []byte, v []byte) error { return s.Add(k, v) }
+	contentType := "application/json"
+	if strings.HasSuffix(p.Format, "yaml") {
+		contentType = "application/yaml"
+	}
+	raw := func() ([]byte, error) {
+		return canon.Fast(rawLine{ContentType: contentType, Digest: doc.Digest, Document: string(doc.Raw),
+			Format: p.Format, ID: p.ID, Kind: string(p.Kind), Path: doc.Path, Source: doc.Source})
+	}
+	switch p.Kind {
+	case record.KindAdvisory:
+		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
+			return err
+		}
+		line, err := raw()
+		if err != nil {
+			return err
+		}
+		if err := add(key(nsData, "raw/advisories/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), line); err != nil {
+			return err
+		}
+		norm, err := canon.Fast(p.Advisory)
+		if err != nil {
+			return err
+		}
+		return add(key(nsData, "normalized/advisories/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), norm)
+	case record.KindVEX:
+		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
+			return err
+		}
+		line, err := raw()
+		if err != nil {
+			return err
+		}
+		if err := add(key(nsData, "raw/vex/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), line); err != nil {
+			return err
+		}
+		for i := range p.Statements {
+			norm, err := canon.Fast(&p.Statements[i])
+			if err != nil {
+				return err
+			}
+			if err := add(key(nsData, "normalized/vex/"+doc.Source, p.Statements[i].ID, doc.Source, doc.Path, seq(i)), norm); err != nil {
+				return err
+			}
+		}
+		return nil
+	case record.KindSBOM:
+		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
+			return err
+		}
+		return add(key(nsData, "raw/sboms/"+sbomFolder(p.Subject, doc.Digest), p.ID, doc.Source, doc.Path, seq(0)), doc.Raw)
+	case record.KindPolicy:
+		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
+			return err
+		}
+		return add(key(nsData, "policy/snapshot", p.ID, doc.Source, doc.Path, seq(0)), doc.Raw)
+	case record.KindFindings:
+		for i, l := range p.Lines {
+			if err := add(key(nsID, string(p.Kind), l.ID, doc.Source, doc.Path), modBytes(time.Time{})); err != nil {
+				return err
+			}
+			if err := add(key(nsData, "policy/evaluations", l.ID, doc.Source, doc.Path, seq(i)), bytes.Clone(l.Raw)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("internal: unknown record kind %q", p.Kind)
+}
+
+// sbomFolder names an SBOM's folder: a slug of its subject plus a digest
+// prefix, so that two SBOMs of one subject never collide.
+func sbomFolder(subject, digest string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(subject) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+		if b.Len() >= 80 {
+			break
+		}
+	}
+	s := strings.Trim(b.String(), "-.")
+	if s == "" {
+		s = "sbom"
+	}
+	return s + "-" + strings.TrimPrefix(digest, "sha256:")[:12]
+}
+
+// countCandidates counts the candidate documents of a directory source, for
+// progress totals; archives count as unknown (0).
+func countCandidates(root string) int64 {
+	var n int64
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && evidence.IsCandidate(d.Name()) {
+			n++
+		}
+		return nil
+	})
+	return n
+}

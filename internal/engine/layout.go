@@ -1,0 +1,272 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/stellaops/stella/internal/bundle"
+	"github.com/stellaops/stella/internal/xerr"
+	"github.com/stellaops/stella/pkg/exportapi"
+)
+
+// Adapter turns the sorted record streams of a run into the data files of
+// one bundle kind. Record is called stream by stream ("raw/advisories/<src>",
+// "normalized/advisories/<src>", "raw/vex/<src>", "normalized/vex/<src>",
+// "raw/sboms/<folder>", "policy/snapshot", "policy/evaluations"), and within
+// a stream in record-id order.
+type Adapter interface {
+	Record(stream, id string, line []byte) error
+	Finish() error
+}
+
+// AdapterFactory makes an adapter for one run.
+type AdapterFactory func(ac AdapterContext) (Adapter, error)
+
+// AdapterContext is what an adapter gets to work with.
+type AdapterContext struct {
+	Ctx     context.Context
+	Stage   *bundle.Stage
+	Run     exportapi.Run
+	Profile exportapi.Profile
+	Codec   bundle.Codec
+	Level   int
+}
+
+// RegisterAdapter makes a kind:variant available to runs.
+func RegisterAdapter(kindVariant string, f AdapterFactory) { adapters[kindVariant] = f }
+
+// jsonLayout writes the data/ layout shared by json and mirror bundles.
+type jsonLayout struct {
+	ac      AdapterContext
+	stream  string
+	file    *bundle.File
+	comp    io.WriteCloser
+	buf     *bufio.Writer
+	records int64
+}
+
+// NewJSONLayout is the adapter of json:raw and json:policy (and the data part of mirrors).
+func NewJSONLayout(ac AdapterContext) (Adapter, error) { return &jsonLayout{ac: ac}, nil }
+
+// DataPath maps a stream to its file inside the bundle.
+func DataPath(stream string, codec bundle.Codec) string {
+	switch {
+	case strings.HasPrefix(stream, "raw/sboms/"):
+		return "data/" + stream + "/sbom.json"
+	case stream == "policy/snapshot":
+		return "data/policy/snapshot.json"
+	}
+	return "data/" + stream + ".jsonl" + codec.Ext()
+}
+
+func contentType(path string) string {
+	switch {
+	case strings.HasSuffix(path, ".jsonl.zst"):
+		return "application/jsonl+zstd"
+	case strings.HasSuffix(path, ".jsonl.gz"):
+		return "application/jsonl+gzip"
+	case strings.HasSuffix(path, ".jsonl"):
+		return "application/jsonl"
+	case strings.HasSuffix(path, ".json"):
+		return "application/json"
+	case strings.HasSuffix(path, ".md"):
+		return "text/markdown"
+	case strings.HasSuffix(path, ".yaml"):
+		return "application/yaml"
+	}
+	return "application/octet-stream"
+}
+
+func (l *jsonLayout) Record(stream, id string, line []byte) error {
+	if stream != l.stream {
+		if err := l.close(); err != nil {
+			return err
+		}
+		if err := l.open(stream); err != nil {
+			return err
+		}
+	}
+	if l.comp == nil { // whole-document file (SBOM, policy snapshot): one record
+		if l.records > 0 {
+			return fmt.Errorf("internal: second record %q in single-document stream %s", id, stream)
+		}
+		l.records++
+		_, err := l.file.Write(line)
+		return err
+	}
+	l.records++
+	l.buf.Write(line)
+	return l.buf.WriteByte('\n')
+}
+
+func (l *jsonLayout) open(stream string) error {
+	codec := l.ac.Codec
+	p := DataPath(stream, codec)
+	f, err := l.ac.Stage.Create(p, contentType(p))
+	if err != nil {
+		return err
+	}
+	l.stream, l.file, l.records = stream, f, 0
+	l.comp, l.buf = nil, nil
+	if strings.HasSuffix(p, ".jsonl"+codec.Ext()) {
+		c, err := bundle.Compressor(f, codec, l.ac.Level)
+		if err != nil {
+			f.Abort()
+			return xerr.Wrap(xerr.InvalidInput, err, "profile %q spec.compression", l.ac.Profile.Metadata.Name)
+		}
+		l.comp = c
+		l.buf = bufio.NewWriterSize(c, 256<<10)
+	}
+	return nil
+}
+
+func (l *jsonLayout) close() error {
+	if l.file == nil {
+		return nil
+	}
+	if l.buf != nil {
+		if err := l.buf.Flush(); err != nil {
+			return err
+		}
+		if err := l.comp.Close(); err != nil {
+			return err
+		}
+	}
+	l.file.AddRecords(l.records)
+	err := l.file.Close()
+	l.file = nil
+	return err
+}
+
+func (l *jsonLayout) Finish() error { return l.close() }
+
+// layoutResult is what the merge learnt besides the files.
+type layoutResult struct {
+	sources []exportapi.ManifestSource
+	skipped []exportapi.Skipped
+	records int64 // selected records written (ids)
+}
+
+// merge drains the sorter: it finds duplicate ids (failing, or skipping the
+// later document with --skip-invalid), computes source digests, and feeds
+// the data streams to the adapter.
+func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.ProfileSpec, c *collected, ad Adapter,
+	progress progressFn) (*layoutResult, error) {
+	res := &layoutResult{skipped: c.skipped}
+	drop := map[string]string{} // source\0path -> reason
+	var prevKind, prevID, prevSrc, prevPath string
+	var srcName string
+	var srcHash hash.Hash
+	var srcDocs int64
+	policies := 0
+	flushSource := func() {
+		if srcHash != nil {
+			res.sources = append(res.sources, exportapi.ManifestSource{Name: srcName, Documents: srcDocs,
+				Digest: "sha256:" + hex.EncodeToString(srcHash.Sum(nil))})
+		}
+		srcHash = nil
+	}
+	var written int64
+	var checkedPolicy bool
+	err := c.sorter.Merge(func(k, v []byte) error {
+		switch k[0] {
+		case nsID:
+			f := splitKey(k)
+			kind, id, src, path := f[0], f[1], f[2], f[3]
+			if _, dropped := drop[src+"\x00"+path]; dropped {
+				return nil
+			}
+			if kind == prevKind && id == prevID {
+				if src == prevSrc && path == prevPath {
+					return nil // e.g. one document listing the same finding twice is caught by its parser
+				}
+				reason := fmt.Sprintf("duplicate %s id %q: also in source %q at %s (kept)", kind, id, prevSrc, prevPath)
+				if !run.SkipInvalid {
+					return xerr.New(xerr.InvalidInput, "source %q: %s: %s", src, path, reason).
+						WithHint("remove one of the two documents, narrow the run with --selector source=…, or rerun with --skip-invalid to keep the first")
+				}
+				drop[src+"\x00"+path] = reason
+				return nil
+			}
+			prevKind, prevID, prevSrc, prevPath = kind, id, src, path
+			if kind == "policy" {
+				policies++
+			}
+			res.records++
+		case nsDoc:
+			f := splitKey(k)
+			if srcHash == nil || f[0] != srcName {
+				flushSource()
+				srcName, srcHash, srcDocs = f[0], sha256.New(), 0
+			}
+			fmt.Fprintf(srcHash, "%s %s\n", f[1], v)
+			srcDocs++
+		case nsData:
+			if !checkedPolicy {
+				checkedPolicy = true
+				if err := checkPolicy(spec, policies); err != nil {
+					return err
+				}
+			}
+			f := splitKey(k)
+			if _, dropped := drop[f[2]+"\x00"+f[3]]; dropped {
+				return nil
+			}
+			written++
+			if progress != nil && written%256 == 0 {
+				progress("write", written, 0, 0)
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			return ad.Record(f[0], f[1], v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	flushSource()
+	if !checkedPolicy {
+		if err := checkPolicy(spec, policies); err != nil {
+			return nil, err
+		}
+	}
+	if err := ad.Finish(); err != nil {
+		return nil, err
+	}
+	for sp, reason := range drop {
+		src, path, _ := strings.Cut(sp, "\x00")
+		res.skipped = append(res.skipped, exportapi.Skipped{Source: src, Path: path, Reason: reason})
+	}
+	sortSkipped(res.skipped)
+	return res, nil
+}
+
+func checkPolicy(spec exportapi.ProfileSpec, n int) error {
+	if n > 1 {
+		return xerr.New(xerr.InvalidInput, "the evidence holds %d policy snapshots; a bundle carries one", n).
+			WithHint("narrow the run to one policy source with --selector source=<name>")
+	}
+	if n == 0 && spec.PolicySnapshotMode == "required" {
+		return xerr.New(xerr.InvalidInput, "profile %s:%s requires a policy snapshot and the evidence has none", spec.Kind, spec.Variant).
+			WithHint("add a source with a policy snapshot (docs/policy-overlay.md), or use json:raw")
+	}
+	return nil
+}
+
+func sortSkipped(s []exportapi.Skipped) {
+	slices.SortFunc(s, func(a, b exportapi.Skipped) int {
+		if c := strings.Compare(a.Source, b.Source); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+}
