@@ -1,0 +1,549 @@
+package evidence
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/stellaops/stella/internal/record"
+	"github.com/stellaops/stella/internal/xerr"
+)
+
+// Source is one evidence source: a directory or an archive of documents.
+type Source struct {
+	Name string // source name, kept on every document
+	Path string // host path of the directory or archive
+	// Exclude holds glob patterns on the slash path relative to the source
+	// root (path.Match per segment, "**" for any number of segments); a
+	// matching file is passed over and a matching folder is not walked.
+	Exclude []string
+}
+
+// archiveKind is how a source file is read.
+type archiveKind int
+
+const (
+	notArchive archiveKind = iota
+	archiveZip
+	archiveTar
+	archiveTarGz
+	archiveTarZst
+)
+
+// supportedArchives lists the archive name endings, for messages.
+const supportedArchives = ".zip, .tar, .tar.gz, .tgz, .tar.zst or .tzst"
+
+func archiveKindOf(name string) archiveKind {
+	n := strings.ToLower(name)
+	switch {
+	case strings.HasSuffix(n, ".zip"):
+		return archiveZip
+	case strings.HasSuffix(n, ".tar"):
+		return archiveTar
+	case strings.HasSuffix(n, ".tar.gz"), strings.HasSuffix(n, ".tgz"):
+		return archiveTarGz
+	case strings.HasSuffix(n, ".tar.zst"), strings.HasSuffix(n, ".tzst"):
+		return archiveTarZst
+	}
+	return notArchive
+}
+
+// Walk streams every candidate document of src to fn, in lexical order for a
+// directory (and a zip archive) and in archive order for a tar archive.
+//
+// A readable document comes as (doc, nil) with Source, Path, Digest and Raw
+// set. A document-level problem (too big, not UTF-8, unreadable, a link, an
+// unsafe archive entry name) comes as (doc, *DocError) with Source and Path
+// set (and Digest when the bytes were read), so that fn can fail or skip. When
+// fn returns an error the walk stops and Walk returns that error unchanged.
+// Files that are not candidates (see IsCandidate) and hidden files and folders
+// are passed over without a call.
+//
+// Source-level problems (no such path, not a folder or supported archive, a
+// corrupt archive, a bad exclude pattern) are returned as *xerr.Error with
+// code xerr.InvalidInput. Cancelling ctx stops the walk with ctx.Err().
+func Walk(ctx context.Context, src Source, opts Options, fn func(doc record.Document, err error) error) error {
+	if src.Name == "" {
+		return xerr.New(xerr.InvalidInput, "evidence source at %q has no name", src.Path).
+			WithHint("give every source a name (--source NAME=PATH)")
+	}
+	if src.Path == "" {
+		return xerr.New(xerr.InvalidInput, "evidence source %q has no path", src.Name).
+			WithHint("give the source a folder or archive path (--source %s=PATH)", src.Name)
+	}
+	ex, err := newExcluder(src.Exclude)
+	if err != nil {
+		return xerr.New(xerr.InvalidInput, "evidence source %q: %v", src.Name, err).
+			WithHint("exclude patterns are slash paths relative to the source root; each segment uses path.Match syntax (*, ?, [a-z]) and ** matches any number of folders")
+	}
+	w := &walker{ctx: ctx, src: src, limit: opts.maxBytes(), ex: ex, fn: fn}
+	fi, err := os.Stat(src.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return w.sourceErr("path %q does not exist", src.Path).
+			WithHint("check the source path (--source %s=PATH or the profile's sources)", src.Name)
+	case err != nil:
+		return w.sourceErr("cannot read %q: %v", src.Path, unwrapPathErr(err)).
+			WithHint("check that the path exists and is readable by this user")
+	case fi.IsDir():
+		return w.walkDir()
+	case fi.Mode().IsRegular() && archiveKindOf(fi.Name()) != notArchive:
+		return w.walkArchive(archiveKindOf(fi.Name()))
+	}
+	return w.sourceErr("%q is neither a folder nor a %s archive", src.Path, supportedArchives).
+		WithHint("point the source at a folder of documents or at an archive of them")
+}
+
+type walker struct {
+	ctx   context.Context
+	src   Source
+	limit int64
+	ex    *excluder
+	fn    func(record.Document, error) error
+}
+
+func (w *walker) sourceErr(format string, args ...any) *xerr.Error {
+	return xerr.New(xerr.InvalidInput, "evidence source %q: "+format, append([]any{w.src.Name}, args...)...)
+}
+
+func (w *walker) corrupt(entries int, err error) *xerr.Error {
+	e := w.sourceErr("archive %q is corrupt or truncated after %d entries: %v", w.src.Path, entries, err).
+		WithHint("re-create or re-download the archive (check it with tar -t or unzip -t)")
+	e.Err = err
+	return e
+}
+
+// docErr hands a document-level problem to fn.
+func (w *walker) docErr(rel, digest, format string, args ...any) error {
+	doc := record.Document{Source: w.src.Name, Path: rel, Digest: digest}
+	return w.fn(doc, &DocError{Source: w.src.Name, Path: rel, Reason: fmt.Sprintf(format, args...)})
+}
+
+// emit checks raw bytes and hands the document to fn.
+func (w *walker) emit(rel string, raw []byte) error {
+	digest := record.Digest(raw)
+	if reason := encodingProblem(raw); reason != "" {
+		return w.docErr(rel, digest, "%s", reason)
+	}
+	return w.fn(record.Document{Source: w.src.Name, Path: rel, Digest: digest, Raw: raw}, nil)
+}
+
+func (w *walker) tooBig(rel string, size int64) error {
+	if size > w.limit {
+		return w.docErr(rel, "", "document is %s, over the %s document size limit; raise the limit or exclude the document", byteSize(size), byteSize(w.limit))
+	}
+	return w.docErr(rel, "", "document is over the %s document size limit; raise the limit or exclude the document", byteSize(w.limit))
+}
+
+// read reads one document of declared size (or -1) from r and emits it.
+func (w *walker) read(rel string, r io.Reader, size int64) error {
+	if size > w.limit {
+		return w.tooBig(rel, size)
+	}
+	raw, big, err := readLimited(r, size, w.limit)
+	if err != nil {
+		return w.docErr(rel, "", "unreadable: %v", unwrapPathErr(err))
+	}
+	if big {
+		return w.tooBig(rel, -1)
+	}
+	return w.emit(rel, raw)
+}
+
+func (w *walker) walkDir() error {
+	root := w.src.Path
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if cerr := w.ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if p == root {
+			if err != nil {
+				return w.sourceErr("cannot read folder %q: %v", root, unwrapPathErr(err)).
+					WithHint("check that the folder is readable by this user")
+			}
+			return nil
+		}
+		rel, rerr := filepath.Rel(root, p)
+		if rerr != nil {
+			return w.sourceErr("cannot relate %q to the source root: %v", p, rerr)
+		}
+		rel = filepath.ToSlash(rel)
+		if hidden(d.Name()) || w.ex.match(rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if err != nil {
+			// A folder that cannot be listed, or an entry that vanished.
+			if ferr := w.docErr(rel, "", "unreadable: %v", unwrapPathErr(err)); ferr != nil {
+				return ferr
+			}
+			if d != nil && d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch t := d.Type(); {
+		case t.IsDir():
+			return nil
+		case t&fs.ModeSymlink != 0:
+			return w.docErr(rel, "", "symbolic link; links are not followed (replace it with the file, or exclude it)")
+		case !t.IsRegular():
+			return w.docErr(rel, "", "not a regular file (%s)", fileType(t))
+		}
+		if !IsCandidate(d.Name()) {
+			return nil
+		}
+		return w.readFile(p, rel)
+	})
+}
+
+func (w *walker) readFile(p, rel string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return w.docErr(rel, "", "unreadable: %v", unwrapPathErr(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return w.docErr(rel, "", "unreadable: %v", unwrapPathErr(err))
+	}
+	if !fi.Mode().IsRegular() { // replaced since the folder was listed
+		return w.docErr(rel, "", "not a regular file (%s)", fileType(fi.Mode().Type()))
+	}
+	return w.read(rel, f, fi.Size())
+}
+
+func (w *walker) walkArchive(kind archiveKind) error {
+	if kind == archiveZip {
+		return w.walkZip()
+	}
+	f, err := os.Open(w.src.Path)
+	if err != nil {
+		return w.sourceErr("cannot open archive %q: %v", w.src.Path, unwrapPathErr(err)).
+			WithHint("check that the archive is readable by this user")
+	}
+	defer f.Close()
+	var r io.Reader = bufio.NewReaderSize(f, 1<<16)
+	switch kind {
+	case archiveTarGz:
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return w.corrupt(0, fmt.Errorf("gzip: %w", err))
+		}
+		defer gz.Close()
+		r = gz
+	case archiveTarZst:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(1<<27))
+		if err != nil {
+			return w.corrupt(0, fmt.Errorf("zstd: %w", err))
+		}
+		defer zr.Close()
+		r = zr
+	}
+	return w.walkTar(tar.NewReader(r))
+}
+
+func (w *walker) walkTar(tr *tar.Reader) error {
+	for n := 0; ; n++ {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			if n == 0 {
+				return w.sourceErr("archive %q is empty or not a tar archive", w.src.Path).
+					WithHint("check the archive (tar -t) and its name ending (%s)", supportedArchives)
+			}
+			return nil
+		}
+		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
+			return w.corrupt(n, err)
+		}
+		switch h.Typeflag {
+		case tar.TypeXGlobalHeader:
+			continue
+		case tar.TypeDir:
+			if _, ok := entryPath(h.Name); ok {
+				continue
+			}
+		}
+		rel, ok := entryPath(h.Name)
+		if !ok {
+			if err := w.unsafeEntry(h.Name); err != nil {
+				return err
+			}
+			continue
+		}
+		if rel == "" || w.skipEntry(rel) {
+			continue
+		}
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeGNUSparse:
+		case tar.TypeSymlink, tar.TypeLink:
+			if err := w.docErr(rel, "", "archive entry is a link to %q; links are not followed", h.Linkname); err != nil {
+				return err
+			}
+			continue
+		default:
+			if err := w.docErr(rel, "", "archive entry is not a regular file (tar type %q)", string(h.Typeflag)); err != nil {
+				return err
+			}
+			continue
+		}
+		if !IsCandidate(rel) {
+			continue
+		}
+		if h.Size > w.limit {
+			if err := w.tooBig(rel, h.Size); err != nil {
+				return err
+			}
+			continue
+		}
+		raw, big, err := readLimited(tr, h.Size, w.limit)
+		if err != nil {
+			return w.corrupt(n, fmt.Errorf("entry %q: %w", h.Name, err))
+		}
+		if big { // cannot happen for a well-formed tar; keep the guard
+			if err := w.tooBig(rel, -1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.emit(rel, raw); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *walker) walkZip() error {
+	zr, err := zip.OpenReader(w.src.Path)
+	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
+		return w.corrupt(0, err)
+	}
+	defer zr.Close()
+	// The central directory is in memory anyway; visit it in the same
+	// order as a folder walk so that both give the same sequence.
+	type entry struct {
+		f   *zip.File
+		rel string
+		ok  bool
+	}
+	files := make([]entry, len(zr.File))
+	for i, f := range zr.File {
+		files[i].f = f
+		files[i].rel, files[i].ok = entryPath(f.Name)
+		if !files[i].ok {
+			files[i].rel = f.Name
+		}
+	}
+	sort.SliceStable(files, func(i, j int) bool { return walkLess(files[i].rel, files[j].rel) })
+	prev := ""
+	for _, e := range files {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+		f, rel, ok := e.f, e.rel, e.ok
+		if !ok {
+			if err := w.unsafeEntry(f.Name); err != nil {
+				return err
+			}
+			continue
+		}
+		if rel == "" || w.skipEntry(rel) {
+			continue
+		}
+		mode := f.Mode()
+		if mode.IsDir() {
+			continue
+		}
+		if rel == prev {
+			if err := w.docErr(rel, "", "archive has two entries with this name"); err != nil {
+				return err
+			}
+			continue
+		}
+		prev = rel
+		switch {
+		case mode&fs.ModeSymlink != 0:
+			if err := w.docErr(rel, "", "archive entry is a symbolic link; links are not followed"); err != nil {
+				return err
+			}
+			continue
+		case !mode.IsRegular():
+			if err := w.docErr(rel, "", "archive entry is not a regular file (%s)", fileType(mode.Type())); err != nil {
+				return err
+			}
+			continue
+		}
+		if !IsCandidate(rel) {
+			continue
+		}
+		if err := w.readZipEntry(f, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *walker) readZipEntry(f *zip.File, rel string) error {
+	if f.UncompressedSize64 > uint64(w.limit) {
+		return w.tooBig(rel, int64(min(f.UncompressedSize64, 1<<62)))
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return w.docErr(rel, "", "unreadable archive entry: %v", err)
+	}
+	defer rc.Close()
+	return w.read(rel, rc, int64(f.UncompressedSize64))
+}
+
+// skipEntry reports whether an archive entry is passed over: it is hidden,
+// inside a hidden folder, or excluded.
+func (w *walker) skipEntry(rel string) bool {
+	for _, seg := range strings.Split(rel, "/") {
+		if hidden(seg) {
+			return true
+		}
+	}
+	return w.ex.matchTree(rel)
+}
+
+func (w *walker) unsafeEntry(name string) error {
+	return w.docErr(name, "", "unsafe archive entry name (absolute, with a .. segment, a backslash or a NUL); it is not read")
+}
+
+// entryPath cleans an archive entry name into a slash path relative to the
+// source root. ok is false for names that could escape the root: absolute
+// paths, ".." segments, backslashes, NUL bytes. A bare root ("", ".", "./")
+// gives "" and ok.
+func entryPath(name string) (rel string, ok bool) {
+	if strings.ContainsAny(name, "\\\x00") || strings.HasPrefix(name, "/") {
+		return "", false
+	}
+	for _, seg := range strings.Split(name, "/") {
+		if seg == ".." {
+			return "", false
+		}
+	}
+	rel = path.Clean(name)
+	if rel == "." {
+		return "", true
+	}
+	return rel, true
+}
+
+// walkLess orders slash paths the way filepath.WalkDir visits them: segment
+// by segment, each segment in byte order.
+func walkLess(a, b string) bool {
+	for {
+		as, arest, amore := strings.Cut(a, "/")
+		bs, brest, bmore := strings.Cut(b, "/")
+		if as != bs {
+			return as < bs
+		}
+		if !amore || !bmore {
+			return !amore && bmore
+		}
+		a, b = arest, brest
+	}
+}
+
+// readLimited reads r to its end, at most limit bytes. big reports that r
+// holds more than limit bytes (then data is incomplete). size is the expected
+// size, or -1 when unknown.
+func readLimited(r io.Reader, size, limit int64) (data []byte, big bool, err error) {
+	if size < 0 || size > limit {
+		size = 0
+	}
+	lr := io.LimitReader(r, limit+1)
+	b := make([]byte, 0, size+1) // +1: reach EOF without growing
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := lr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	if int64(len(b)) > limit {
+		return nil, true, nil
+	}
+	return b, false, nil
+}
+
+// encodingProblem returns why raw is not UTF-8 text, or "".
+func encodingProblem(raw []byte) string {
+	if len(raw) >= 2 && (raw[0] == 0xFE && raw[1] == 0xFF || raw[0] == 0xFF && raw[1] == 0xFE) {
+		return "UTF-16 text; evidence documents must be UTF-8"
+	}
+	if utf8.Valid(raw) {
+		return ""
+	}
+	for i := 0; i < len(raw); {
+		r, n := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return fmt.Sprintf("not valid UTF-8 (first bad byte 0x%02x at offset %d)", raw[i], i)
+		}
+		i += n
+	}
+	return "not valid UTF-8"
+}
+
+// unwrapPathErr drops the host path from os errors: messages name the
+// document by its source-relative path already.
+func unwrapPathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m&fs.ModeIrregular != 0:
+		return "irregular file"
+	}
+	return "special file"
+}
+
+// byteSize formats n bytes for messages.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
