@@ -193,6 +193,10 @@ func TestOracleBundle(t *testing.T) {
 	if err := VerifyBundle(other.verifier, cb, bytes.NewReader(blob)); !xerr.Is(err, xerr.Verify) {
 		t.Errorf("VerifyBundle, other key: %v", err)
 	}
+	// cosign's bundle passes the same schema check as ours.
+	if errs := loadSchema(t, "sigstore-bundle.schema.json", camelRequired).check(t, cb); len(errs) > 0 {
+		t.Errorf("cosign's bundle fails the schema: %v", errs)
+	}
 	// cosign's hint is computed the way KeyHint computes it.
 	if !bytes.Contains(cb, []byte(`"`+ours.signer.KeyID()+`"`)) {
 		t.Errorf("cosign's bundle does not carry our KeyHint %s:\n%s", ours.signer.KeyID(), cb)
@@ -255,6 +259,9 @@ func TestOracleDSSE(t *testing.T) {
 	}
 	if !bytes.Contains(cpayload, []byte(hexSHA256(blob))) {
 		t.Errorf("cosign's statement does not name the blob digest: %s", cpayload)
+	}
+	if errs := loadSchema(t, "dsse-envelope.schema.json", nil).check(t, cenv); len(errs) > 0 {
+		t.Errorf("cosign's envelope fails the DSSE schema: %v", errs)
 	}
 	if _, _, err := VerifyDSSE(other.verifier, cenv); !xerr.Is(err, xerr.Verify) {
 		t.Errorf("VerifyDSSE(cosign's envelope, other key): %v", err)
