@@ -41,12 +41,11 @@ type Config struct {
 // Hooks are optional stages; nil ones are skipped.
 type Hooks struct {
 	// Sign signs the staged bundle (export.json, manifest.yaml, ...) before it
-	// is archived, and returns the files to add to signatures/.
+	// is archived, and returns the files to add: names under "signatures/"
+	// or "provenance.dsse.json".
 	Sign func(ctx context.Context, in SignInput) (map[string][]byte, error)
 	// SignArchive signs the finished archive; the result is written beside it.
 	SignArchive func(ctx context.Context, archivePath string) (sigPath string, err error)
-	// Provenance returns provenance.json (and optionally provenance.dsse.json).
-	Provenance func(ctx context.Context, in ProvenanceInput) (map[string][]byte, error)
 }
 
 // Engine runs exports against a ledger.
@@ -203,7 +202,7 @@ var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // adapters maps kind:variant to the layout writer of non-JSON bundles; other
 // packages of this module register theirs.
-var adapters = map[string]Adapter{}
+var adapters = map[string]AdapterFactory{}
 
 // resolveSources picks the evidence sources of a run: the configured ones
 // plus one-off --source ones, filtered by the sources selector. Paths are

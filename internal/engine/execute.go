@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -311,44 +313,43 @@ func (e *Engine) finalize(ctx context.Context, stage *bundle.Stage, m *exportapi
 	if err := stage.Put("manifest.yaml", "application/yaml", summary, 0); err != nil {
 		return xerr.Wrap(xerr.Internal, err, "manifest.yaml")
 	}
-	if e.cfg.Hooks.Provenance != nil {
-		files, err := e.cfg.Hooks.Provenance(ctx, ProvenanceInput{Manifest: m, ExportJSON: exportJSON, Run: run, Profile: prof, Version: e.cfg.Version})
-		if err != nil {
-			return err
-		}
-		for _, n := range sortedNames(files) {
-			if err := stage.Put(n, "application/json", files[n], 0); err != nil {
-				return xerr.Wrap(xerr.Internal, err, "%s", n)
-			}
-		}
+	var recipients []string
+	if m.Encryption != nil {
+		recipients = m.Encryption.Recipients
+	}
+	prov, err := buildProvenance(m, exportJSON, e.cfg.Version, recipients)
+	if err != nil {
+		return err
+	}
+	if err := stage.Put("provenance.json", "application/vnd.in-toto+json", prov, 0); err != nil {
+		return xerr.Wrap(xerr.Internal, err, "provenance.json")
 	}
 	if e.cfg.Hooks.Sign != nil {
-		sigs, err := e.cfg.Hooks.Sign(ctx, SignInput{Stage: stage, Manifest: m})
+		sigs, err := e.cfg.Hooks.Sign(ctx, SignInput{Stage: stage, Manifest: m, Provenance: prov})
 		if err != nil {
 			return err
 		}
 		for _, n := range sortedNames(sigs) {
-			if err := stage.Put("signatures/"+n, "application/vnd.dev.cosign.signature.v1+base64", sigs[n], 0); err != nil {
-				return xerr.Wrap(xerr.Internal, err, "signatures/%s", n)
+			ct := "application/vnd.dev.cosign.signature.v1+base64"
+			if strings.HasSuffix(n, ".json") {
+				ct = "application/json"
+			}
+			if !strings.HasPrefix(n, "signatures/") && n != "provenance.dsse.json" {
+				return xerr.New(xerr.Internal, "signing hook returned %q, outside signatures/", n)
+			}
+			if err := stage.Put(n, ct, sigs[n], 0); err != nil {
+				return xerr.Wrap(xerr.Internal, err, "%s", n)
 			}
 		}
 	}
 	return nil
 }
 
-// ProvenanceInput is what the provenance hook gets.
-type ProvenanceInput struct {
-	Manifest   *exportapi.Manifest
-	ExportJSON []byte
-	Run        exportapi.Run
-	Profile    exportapi.Profile
-	Version    string
-}
-
 // SignInput is what the signing hook gets.
 type SignInput struct {
-	Stage    *bundle.Stage
-	Manifest *exportapi.Manifest
+	Stage      *bundle.Stage
+	Manifest   *exportapi.Manifest
+	Provenance []byte // provenance.json, to wrap in a DSSE envelope
 }
 
 func sortedNames(m map[string][]byte) []string {
@@ -362,4 +363,9 @@ func sortedNames(m map[string][]byte) []string {
 		}
 	}
 	return out
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
