@@ -8,7 +8,9 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math"
 	"os"
+	"slices"
 
 	"go.etcd.io/bbolt"
 
@@ -47,25 +49,43 @@ func seqKey(seq int64) []byte {
 	return b
 }
 
-// parseLog reads the events of an NDJSON log: complete lines only, damaged
-// lines skipped, seqs strictly increasing.
-func parseLog(data []byte) []exportapi.Event {
-	var out []exportapi.Event
-	var last int64
-	for {
-		i := bytes.IndexByte(data, '\n')
+// parseLog returns the events of an NDJSON log with Seq > after, oldest
+// first, at most limit of the newest (0 = all). Only complete lines count;
+// damaged lines are skipped, and so is any line whose seq is not below that
+// of the event after it (seqs only grow down the file). It reads from the
+// end and stops at the first seq <= after, so a watcher polling for new
+// events parses only those.
+func parseLog(data []byte, after int64, limit int) []exportapi.Event {
+	end := bytes.LastIndexByte(data, '\n')
+	if end < 0 {
+		return nil // no complete line yet
+	}
+	data = data[:end] // an incomplete final line (torn write) is not an event yet
+	var rev []exportapi.Event
+	next := int64(math.MaxInt64)
+	for done := false; !done; {
+		i := bytes.LastIndexByte(data, '\n')
+		line := data[i+1:]
 		if i < 0 {
-			return out // an incomplete final line (torn write) is not an event yet
+			done = true
+		} else {
+			data = data[:i]
 		}
-		line := data[:i]
-		data = data[i+1:]
 		var ev exportapi.Event
-		if len(line) == 0 || json.Unmarshal(line, &ev) != nil || ev.Seq <= last {
+		if len(line) == 0 || json.Unmarshal(line, &ev) != nil || ev.Seq >= next || ev.Seq <= 0 {
 			continue
 		}
-		last = ev.Seq
-		out = append(out, ev)
+		if ev.Seq <= after {
+			break
+		}
+		rev = append(rev, ev)
+		next = ev.Seq
+		if limit > 0 && len(rev) == limit {
+			break
+		}
 	}
+	slices.Reverse(rev)
+	return rev
 }
 
 func readAll(f *os.File) ([]byte, error) {
@@ -120,7 +140,7 @@ func (l *Ledger) AppendEvent(ctx context.Context, ev exportapi.Event) (exportapi
 		if err != nil {
 			return ev, internal(err, "read event log of run %s", id)
 		}
-		if evs := parseLog(data); len(evs) > 0 {
+		if evs := parseLog(data, 0, 1); len(evs) > 0 {
 			last = evs[len(evs)-1].Seq
 		}
 		if n := len(data); n > 0 && data[n-1] != '\n' {
@@ -205,7 +225,7 @@ func foldLog(tx *bbolt.Tx, id string, f *os.File, extra *exportapi.Event) error 
 		last = max(last, ev.Seq)
 		return b.Put(seqKey(ev.Seq), raw)
 	}
-	for _, ev := range parseLog(data) {
+	for _, ev := range parseLog(data, 0, 0) {
 		if err := put(ev); err != nil {
 			return err
 		}
@@ -277,11 +297,8 @@ func (l *Ledger) Events(ctx context.Context, runID string, afterSeq int64) ([]ex
 		}
 		return []exportapi.Event{}, nil
 	}
-	out = []exportapi.Event{}
-	for _, ev := range parseLog(data) {
-		if ev.Seq > afterSeq {
-			out = append(out, ev)
-		}
+	if out = parseLog(data, afterSeq, 0); out == nil {
+		out = []exportapi.Event{}
 	}
 	return out, nil
 }

@@ -174,14 +174,15 @@ func (l *Ledger) recoverRun(ctx context.Context, id string) (exportapi.Run, bool
 	}
 	defer f.Close()
 	var out exportapi.Run
-	var failed bool
+	var failed, finished bool
 	err = l.update(ctx, func(tx *bbolt.Tx) error {
 		old, err := getRun(tx, id)
 		if err != nil {
 			return err
 		}
+		finished = old.State.Terminal()
 		if old.State.Terminal() || old.Owner == "" {
-			return nil // finished or released meanwhile
+			return errUnchanged // finished or released meanwhile
 		}
 		r := old
 		ev := ledger.FailDeadRun(&r, l.now())
@@ -194,9 +195,12 @@ func (l *Ledger) recoverRun(ctx context.Context, id string) (exportapi.Run, bool
 		out, failed = r, true
 		return foldLog(tx, id, f, &ev)
 	})
+	if errors.Is(err, errUnchanged) {
+		err = nil
+	}
 	if err != nil {
 		failed = false
 	}
-	l.tidyLog(id, f, failed, false)
+	l.tidyLog(id, f, failed, finished)
 	return out, failed, internal(err, "recover run %s", id)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,11 +15,11 @@ import (
 // not want to wait, and by backoff when the deadline has passed.
 var errBusy = errors.New("locked by another process")
 
-// backoff sleeps between lock attempts: 1 ms doubling to 25 ms, with jitter,
+// backoff sleeps between attempts to open the database: 1 ms doubling to 10 ms, with jitter,
 // never past the deadline.
 type backoff struct{ d time.Duration }
 
-const maxBackoff = 25 * time.Millisecond
+const maxBackoff = 10 * time.Millisecond
 
 func (b *backoff) wait(ctx context.Context, deadline time.Time) error {
 	if b.d == 0 {
@@ -46,36 +47,36 @@ func (b *backoff) wait(ctx context.Context, deadline time.Time) error {
 
 // lockFile opens path (creating it, 0600) and takes an exclusive flock on
 // it. When wait is false it makes one attempt and returns errBusy if another
-// open file holds the lock; otherwise it retries until the deadline.
+// open file holds the lock; otherwise it waits until the deadline.
 //
 // A holder may unlink the file while we wait for it (event logs are removed
 // once folded, lease files once released), so after taking the lock it
 // checks that path still names the locked file, and starts again if not:
 // a lock on an unlinked file protects nothing.
 func lockFile(ctx context.Context, path string, deadline time.Time, wait bool) (*os.File, error) {
-	var bo backoff
 	for {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
 			return nil, err
 		}
-		for {
-			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, unix.EWOULDBLOCK) {
-				f.Close()
-				return nil, &os.PathError{Op: "flock", Path: path, Err: err}
-			}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if errors.Is(err, unix.EWOULDBLOCK) {
 			if !wait {
 				f.Close()
 				return nil, errBusy
 			}
-			if err := bo.wait(ctx, deadline); err != nil {
-				f.Close()
+			var owned bool
+			owned, err = flockWait(ctx, f, deadline)
+			if !owned {
+				return nil, err // f now belongs to the abandoned waiter
+			}
+		}
+		if err != nil {
+			f.Close()
+			if errors.Is(err, errBusy) || ctx.Err() != nil {
 				return nil, err
 			}
+			return nil, &os.PathError{Op: "flock", Path: path, Err: err}
 		}
 		same, err := samePath(f, path)
 		if err != nil {
@@ -86,6 +87,57 @@ func lockFile(ctx context.Context, path string, deadline time.Time, wait bool) (
 			return f, nil
 		}
 		f.Close() // unlinked while we waited: lock the new file
+	}
+}
+
+// flockWait blocks in flock(LOCK_EX) until it gets the lock, the deadline
+// passes or ctx ends. A blocked flock is woken the moment the holder lets
+// go, so waiters from several processes take turns fairly, where polling
+// with LOCK_NB would let the process that just released the lock take it
+// again while the others sleep.
+//
+// flock cannot be interrupted, so the wait runs in a goroutine. If we give
+// up first, that goroutine keeps the file: it closes it (releasing the lock
+// at once if it got it) when its flock returns. owned reports whether the
+// caller still owns f.
+func flockWait(ctx context.Context, f *os.File, deadline time.Time) (owned bool, err error) {
+	done := make(chan error, 1)
+	var mu sync.Mutex
+	abandoned := false
+	fd := int(f.Fd())
+	go func() {
+		var err error
+		for {
+			if err = unix.Flock(fd, unix.LOCK_EX); !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			f.Close()
+			return
+		}
+		done <- err
+	}()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return true, err
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-t.C:
+		err = errBusy
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case <-done: // it got the lock just now; we own f again, and give up
+		return true, err
+	default:
+		abandoned = true
+		return false, err
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"os"
 	"slices"
 	"time"
@@ -180,7 +181,7 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, fn func(*exportapi.Ru
 		}
 		out = old
 		if !changed {
-			return nil
+			return errUnchanged // roll back: nothing to write
 		}
 		if err := putRun(tx, &old, upd); err != nil {
 			return err
@@ -192,6 +193,9 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, fn func(*exportapi.Ru
 		}
 		return nil
 	})
+	if errors.Is(err, errUnchanged) {
+		err = nil
+	}
 	if err != nil {
 		folded = false
 	}
@@ -201,6 +205,9 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, fn func(*exportapi.Ru
 	}
 	return out, nil
 }
+
+// errUnchanged rolls back a write transaction that has nothing to write.
+var errUnchanged = errors.New("unchanged")
 
 // tidyLog removes a run's event log file (we hold its lock) once it was
 // folded, or when it is an empty file our lock made for a run that has no
