@@ -111,6 +111,9 @@ func (d *docCtx) parseObject(js []byte) (*record.Parsed, *DocError) {
 	if err != nil && !errors.As(err, &typeErr) {
 		return nil, d.fail("%s", jsonProblem(err, js))
 	}
+	if typeErr != nil { // the OSV fields are embedded: name them as in the document
+		typeErr.Field = strings.TrimPrefix(typeErr.Field, "osvDoc.")
+	}
 	// Type errors can only come from the OSV fields of the probe; they
 	// matter only if the document is OSV.
 	switch {
