@@ -826,3 +826,27 @@ func TestPurlFor(t *testing.T) {
 		}
 	}
 }
+
+// TestSampleSourceParses guards testdata/sample, the source `make demo` uses:
+// every document parses, and every kind is there.
+func TestSampleSourceParses(t *testing.T) {
+	kinds := map[record.Kind]int{}
+	err := Walk(context.Background(), Source{Name: "sample", Path: "../../testdata/sample"}, Options{}, func(doc record.Document, err error) error {
+		if err != nil {
+			return err
+		}
+		p, err := Parse(doc)
+		if err != nil {
+			return err
+		}
+		kinds[p.Kind]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[record.Kind]int{record.KindAdvisory: 7, record.KindVEX: 2, record.KindSBOM: 2, record.KindPolicy: 1, record.KindFindings: 1}
+	if !reflect.DeepEqual(kinds, want) {
+		t.Errorf("kinds %v, want %v", kinds, want)
+	}
+}
