@@ -144,9 +144,9 @@ func (w *walker) emit(rel string, raw []byte) error {
 
 func (w *walker) tooBig(rel string, size int64) error {
 	if size > w.limit {
-		return w.docErr(rel, "", "document is %s, over the %s document size limit; raise the limit or exclude the document", byteSize(size), byteSize(w.limit))
+		return w.docErr(rel, "", "document is %s, over the %s document size limit; raise ExportCenter.Limits.MaxDocumentBytes or exclude the document", byteSize(size), byteSize(w.limit))
 	}
-	return w.docErr(rel, "", "document is over the %s document size limit; raise the limit or exclude the document", byteSize(w.limit))
+	return w.docErr(rel, "", "document is over the %s document size limit; raise ExportCenter.Limits.MaxDocumentBytes or exclude the document", byteSize(w.limit))
 }
 
 // read reads one document of declared size (or -1) from r and emits it.

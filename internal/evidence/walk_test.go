@@ -508,7 +508,7 @@ func TestWalkSizeLimit(t *testing.T) {
 		if len(got.docs) != 1 || !strings.HasPrefix(got.docs[0], "small.json ") {
 			t.Errorf("%s: docs %v", filepath.Base(p), got.docs)
 		}
-		if len(got.errs) != 1 || !strings.Contains(got.errs[0], "big.json: document is 259 bytes, over the 100 bytes document size limit") {
+		if len(got.errs) != 1 || !strings.Contains(got.errs[0], "big.json: document is 259 bytes, over the 100 bytes document size limit; raise ExportCenter.Limits.MaxDocumentBytes") {
 			t.Errorf("%s: errs %q", filepath.Base(p), got.errs)
 		}
 	}
