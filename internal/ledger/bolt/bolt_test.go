@@ -395,6 +395,13 @@ func TestStaleLogAfterFoldCrash(t *testing.T) {
 	if len(evs) != 4 {
 		t.Fatalf("%d events, want 4", len(evs))
 	}
+	// An update of the finished run removes a stale copy too.
+	ok(t, os.WriteFile(file, copyOf, 0o600))
+	_, err = l2.UpdateRun(ctx, "r1", func(r *exportapi.Run) error { r.State = exportapi.StateExpired; return nil })
+	ok(t, err)
+	if _, err := os.Stat(file); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("stale log still there after an update: %v", err)
+	}
 }
 
 // TestLeaseFile: a lease is a lock file beside the database while held.

@@ -125,8 +125,8 @@ func (l *Ledger) AppendEvent(ctx context.Context, ev exportapi.Event) (exportapi
 		// its log was folded already.
 		r, err := l.Run(ctx, id)
 		if err != nil {
-			if st.size == 0 {
-				os.Remove(path)
+			if xerr.Is(err, xerr.RunNotFound) {
+				os.Remove(path) // a run that does not exist has no log
 			}
 			return ev, err
 		}

@@ -201,6 +201,6 @@ func (l *Ledger) recoverRun(ctx context.Context, id string) (exportapi.Run, bool
 	if err != nil {
 		failed = false
 	}
-	l.tidyLog(id, f, failed, finished)
+	l.tidyLog(id, failed, finished)
 	return out, failed, internal(err, "recover run %s", id)
 }

@@ -164,13 +164,13 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, fn func(*exportapi.Ru
 	}
 	defer f.Close()
 	var out exportapi.Run
-	var found, folded bool
+	var missing, folded bool
 	err = l.update(ctx, func(tx *bbolt.Tx) error {
 		old, err := getRun(tx, id)
 		if err != nil {
+			missing = xerr.Is(err, xerr.RunNotFound)
 			return err
 		}
-		found = true
 		upd, _ := getRun(tx, id) // a private copy for fn
 		if err := fn(&upd); err != nil {
 			return err
@@ -199,7 +199,7 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, fn func(*exportapi.Ru
 	if err != nil {
 		folded = false
 	}
-	l.tidyLog(id, f, folded, !found || out.State.Terminal())
+	l.tidyLog(id, folded, missing || out.State.Terminal())
 	if err != nil {
 		return exportapi.Run{}, internal(err, "update run %s", id)
 	}
@@ -210,18 +210,13 @@ func (l *Ledger) UpdateRun(ctx context.Context, id string, fn func(*exportapi.Ru
 var errUnchanged = errors.New("unchanged")
 
 // tidyLog removes a run's event log file (we hold its lock) once it was
-// folded, or when it is an empty file our lock made for a run that has no
-// live log (missing or finished).
-func (l *Ledger) tidyLog(id string, f *os.File, folded, noLiveLog bool) {
-	if folded {
+// folded, and whenever the run has no live log (it is missing or finished):
+// then the file is an empty one our lock made, or a stale copy left by a
+// crash between a fold's commit and the removal.
+func (l *Ledger) tidyLog(id string, folded, noLiveLog bool) {
+	if folded || noLiveLog {
 		l.cache.Delete(id)
 		os.Remove(l.eventsPath(id))
-		return
-	}
-	if noLiveLog {
-		if st, err := statFile(f); err == nil && st.size == 0 {
-			os.Remove(l.eventsPath(id))
-		}
 	}
 }
 
