@@ -16,7 +16,6 @@ package trivy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -24,7 +23,6 @@ import (
 	"time"
 
 	"github.com/stellaops/stella/internal/bundle"
-	"github.com/stellaops/stella/internal/record"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
 )
@@ -77,11 +75,7 @@ func (a *Adapter) Record(stream, id string, line []byte) error {
 	if !strings.HasPrefix(stream, AdvisoryStreamPrefix) {
 		return nil
 	}
-	var adv record.Advisory
-	if err := json.Unmarshal(line, &adv); err != nil {
-		return xerr.Wrap(xerr.Internal, err, "trivy: normalised advisory %q of %s", id, stream)
-	}
-	return a.b.Add(&adv)
+	return a.b.AddJSON(id, line)
 }
 
 // Finish builds trivy.db and metadata.json, packs them, and stages

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -69,6 +71,9 @@ type Options struct {
 	TxBytes int
 	// GzipLevel of db.bundle (0: gzip default).
 	GzipLevel int
+	// Workers convert advisories in parallel (0: GOMAXPROCS). The DB does
+	// not depend on it.
+	Workers int
 }
 
 func (o Options) withDefaults() Options {
@@ -136,11 +141,14 @@ type Builder struct {
 	dir     string
 	sorter  *extsort.Sorter
 	sources map[string]DataSource // advisory bucket -> data source
-	ids     map[string]struct{}
+	ids     map[string]struct{}   // ids queued (read by the caller's goroutine only)
+	jobs    chan job
+	wg      sync.WaitGroup
+	mu      sync.Mutex // guards what follows
+	err     error
 	skips   []Skip
 	stats   Stats
 	newest  time.Time
-	key     []byte
 	built   bool
 }
 
@@ -170,72 +178,165 @@ func NewBuilder(opts Options) (*Builder, error) {
 		sources: map[string]DataSource{}, ids: map[string]struct{}{}}, nil
 }
 
-// Close removes the scratch directory.
+// Close stops the workers and removes the scratch directory.
 func (b *Builder) Close() error {
+	b.wait()
 	if b.sorter != nil {
 		b.sorter.Close()
 	}
 	return os.RemoveAll(b.dir)
 }
 
-// Add converts one advisory and queues its key/values.
+// Add queues one advisory. Advisories are converted by a pool of workers
+// (Options.Workers); the DB does not depend on the order in which they are
+// converted, since every key/value goes through the sorter. Of two
+// advisories with the same id, the first added is kept.
 func (b *Builder) Add(a *record.Advisory) error {
+	return b.enqueue(a.ID, job{a: a})
+}
+
+// AddJSON queues one advisory given as its normalised JSON line (the
+// engine's record line); the line is copied.
+func (b *Builder) AddJSON(id string, line []byte) error {
+	return b.enqueue(id, job{line: bytes.Clone(line)})
+}
+
+type job struct {
+	a    *record.Advisory
+	line []byte
+}
+
+func (b *Builder) enqueue(id string, j job) error {
 	if b.built {
 		return errors.New("trivy: Add after Build")
 	}
-	if t, err := time.Parse(time.RFC3339Nano, a.Modified); err == nil && t.Year() > 1 && t.After(b.newest) {
-		b.newest = t
+	if err := b.failed(); err != nil {
+		return err
 	}
-	if _, dup := b.ids[a.ID]; dup && a.ID != "" {
-		b.skip(a, &skipError{Invalid: true, Reason: fmt.Sprintf("trivy: duplicate advisory id %q (the first one read is kept)", a.ID)})
+	if _, dup := b.ids[id]; dup && id != "" {
+		a := j.a
+		if a == nil {
+			a = &record.Advisory{}
+			json.Unmarshal(j.line, a)
+		}
+		b.mu.Lock()
+		b.skip(a, &skipError{Invalid: true, Reason: fmt.Sprintf("trivy: duplicate advisory id %q (the first one read is kept)", id)})
+		b.mu.Unlock()
 		return nil
 	}
+	b.ids[id] = struct{}{}
+	if b.jobs == nil {
+		n := b.opts.Workers
+		if n <= 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
+		b.jobs = make(chan job, 64*n)
+		for i := 0; i < n; i++ {
+			b.wg.Add(1)
+			go b.worker()
+		}
+	}
+	b.jobs <- j
+	return nil
+}
+
+func (b *Builder) worker() {
+	defer b.wg.Done()
+	for j := range b.jobs {
+		if err := b.process(j); err != nil {
+			b.mu.Lock()
+			if b.err == nil {
+				b.err = err
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+func (b *Builder) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// wait stops the workers.
+func (b *Builder) wait() error {
+	if b.jobs != nil {
+		close(b.jobs)
+		b.wg.Wait()
+		b.jobs = nil
+	}
+	return b.failed()
+}
+
+func (b *Builder) process(j job) error {
+	a := j.a
+	if a == nil {
+		a = &record.Advisory{}
+		if err := json.Unmarshal(j.line, a); err != nil {
+			return fmt.Errorf("trivy: normalised advisory: %w", err)
+		}
+	}
+	modified, _ := time.Parse(time.RFC3339Nano, a.Modified)
 	c, err := convert(a)
 	var se *skipError
+	b.mu.Lock()
+	if modified.Year() > 1 && modified.After(b.newest) {
+		b.newest = modified
+	}
 	switch {
 	case errors.Is(err, errWithdrawn):
 		b.stats.Withdrawn++
-		return nil
 	case errors.As(err, &se):
 		b.skip(a, se)
-		return nil
-	case err != nil:
+	case err == nil:
+		b.stats.Advisories++
+		b.stats.Omitted += int64(len(c.omitted))
+		b.stats.Entries += int64(len(c.entries))
+		for _, e := range c.entries {
+			if _, ok := b.sources[e.bucket]; !ok {
+				b.sources[e.bucket] = e.ds
+			}
+		}
+	}
+	b.mu.Unlock()
+	if err != nil {
+		if errors.Is(err, errWithdrawn) || se != nil {
+			return nil
+		}
 		return err
 	}
-	b.ids[a.ID] = struct{}{}
-	b.stats.Advisories++
-	b.stats.Omitted += int64(len(c.omitted))
 	for _, e := range c.entries {
-		if _, ok := b.sources[e.bucket]; !ok {
-			b.sources[e.bucket] = e.ds
-		}
 		v, err := json.Marshal(e.value)
 		if err != nil {
 			return err
 		}
-		if err := b.sorter.Add(b.makeKey(e.bucket, e.pkg, c.id), v); err != nil {
+		if err := b.sorter.Add(makeKey(e.bucket, e.pkg, c.id), v); err != nil {
 			return err
 		}
-		b.stats.Entries++
 	}
-	return b.sorter.Add(b.makeKey(BucketVulnerability, c.id), c.vuln)
+	return b.sorter.Add(makeKey(BucketVulnerability, c.id), c.vuln)
 }
 
+// skip records a skipped advisory; b.mu is held.
 func (b *Builder) skip(a *record.Advisory, se *skipError) {
 	b.stats.Skipped++
 	b.skips = append(b.skips, Skip{Source: a.Source, Path: a.Path, Digest: a.Digest, ID: a.ID,
 		Reason: se.Reason, Invalid: se.Invalid})
 }
 
-func (b *Builder) makeKey(parts ...string) []byte {
-	k := b.key[:0]
+func makeKey(parts ...string) []byte {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 0, n)
 	for i, p := range parts {
 		if i > 0 {
 			k = append(k, keySep)
 		}
 		k = append(k, p...)
 	}
-	b.key = k
 	return k
 }
 
@@ -270,12 +371,15 @@ func (b *Builder) Build(ctx context.Context, dir string) error {
 		return errors.New("trivy: Build called twice")
 	}
 	b.built = true
+	if err := b.wait(); err != nil {
+		return err
+	}
 	for bucket, ds := range b.sources {
 		v, err := json.Marshal(ds)
 		if err != nil {
 			return err
 		}
-		if err := b.sorter.Add(b.makeKey(BucketDataSource, bucket), v); err != nil {
+		if err := b.sorter.Add(makeKey(BucketDataSource, bucket), v); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package trivy
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -215,14 +216,18 @@ func langVersions(ver versioner, a record.Affected) (vulnerable, patched []strin
 				return nil, nil, err
 			}
 		}
+		fast := newOrderCheck(ver, ivs)
 		for _, v := range a.Versions {
 			if strings.TrimSpace(v) != v || v == "" || strings.ContainsAny(v, ",|") {
 				continue
 			}
 			if inRanges != nil {
-				in, err := inRanges(v)
-				if err != nil {
-					continue // not a version trivy can parse
+				in, known := fast.in(v)
+				if !known {
+					var err error
+					if in, err = inRanges(v); err != nil {
+						continue // not a version trivy can parse
+					}
 				}
 				if in {
 					continue
@@ -345,4 +350,80 @@ func appendUnique(s []string, v string) []string {
 		return s
 	}
 	return append(s, v)
+}
+
+// orderCheck decides "is v inside one of the intervals" by version order,
+// with the bounds parsed once, where that is exactly what trivy's
+// constraints mean: always for the npm (pre-releases on), semver-like,
+// RubyGems and Maven comparers; for PEP 440 for plain releases (digits and
+// dots) only, since "<2.0" does not admit 2.0rc1 and local labels have
+// rules of their own. The listed versions of an advisory (hundreds for
+// PyPI) are checked quickly this way; anything else goes through trivy's
+// constraint parser.
+var rePlainRelease = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
+
+type orderCheck struct {
+	ver    versioner
+	bounds []parsedInterval
+	ok     bool
+}
+
+type parsedInterval struct {
+	lo, hi any
+	iv     interval
+}
+
+func newOrderCheck(ver versioner, ivs []interval) orderCheck {
+	oc := orderCheck{ver: ver, ok: true}
+	for _, iv := range ivs {
+		if strings.Contains(iv.lo, "+") || strings.Contains(iv.hi, "+") {
+			oc.ok = false
+			return oc
+		}
+		pi := parsedInterval{iv: iv}
+		var ok bool
+		var err error
+		if iv.lo != "" {
+			if pi.lo, ok, err = ver.parsed(iv.lo); err != nil || !ok {
+				oc.ok = false
+				return oc
+			}
+		}
+		if iv.hi != "" {
+			if pi.hi, ok, err = ver.parsed(iv.hi); err != nil || !ok {
+				oc.ok = false
+				return oc
+			}
+		}
+		oc.bounds = append(oc.bounds, pi)
+	}
+	return oc
+}
+
+// in reports whether v is inside the intervals; known is false when the
+// order alone does not decide it.
+func (oc orderCheck) in(v string) (in, known bool) {
+	if !oc.ok {
+		return false, false
+	}
+	if _, isPEP := oc.ver.(pep440Versioner); isPEP && !rePlainRelease.MatchString(v) {
+		return false, false
+	}
+	pv, ok, err := oc.ver.parsed(v)
+	if err != nil || !ok {
+		return false, false
+	}
+	for _, b := range oc.bounds {
+		if b.lo != nil && oc.ver.cmp(pv, b.lo) < 0 {
+			continue
+		}
+		if b.hi != nil {
+			n := oc.ver.cmp(pv, b.hi)
+			if n > 0 || (n == 0 && !b.iv.hiIncl) {
+				continue
+			}
+		}
+		return true, true
+	}
+	return false, true
 }

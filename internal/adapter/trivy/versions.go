@@ -30,6 +30,10 @@ type versioner interface {
 	// whether a version satisfies it (for OS versioners: whether the
 	// version is lower than the fixed version).
 	compile(constraint string) (matcher, error)
+	// parsed parses a version once for repeated ordering with cmp
+	// (ok false for OS versioners, which do not need it).
+	parsed(v string) (p any, ok bool, err error)
+	cmp(a, b any) int
 }
 
 type matcher func(v string) (bool, error)
@@ -302,3 +306,50 @@ func (p apkVersioner) compile(c string) (matcher, error) {
 		return n < 0, err
 	}, nil
 }
+
+func (genericVersioner) parsed(v string) (any, bool, error) {
+	p, err := version.Parse(v)
+	return p, true, err
+}
+
+func (genericVersioner) cmp(a, b any) int { return a.(version.Version).Compare(b.(version.Version)) }
+
+func (npmVersioner) parsed(v string) (any, bool, error) {
+	p, err := npm.NewVersion(v)
+	return p, true, err
+}
+
+func (npmVersioner) cmp(a, b any) int { return a.(npm.Version).Compare(b.(npm.Version)) }
+
+func (pep440Versioner) parsed(v string) (any, bool, error) {
+	p, err := pep440.Parse(v)
+	return p, true, err
+}
+
+func (pep440Versioner) cmp(a, b any) int { return a.(pep440.Version).Compare(b.(pep440.Version)) }
+
+func (gemVersioner) parsed(v string) (any, bool, error) {
+	p, err := gem.NewVersion(v)
+	return p, true, err
+}
+
+func (gemVersioner) cmp(a, b any) int { return a.(gem.Version).Compare(b.(gem.Version)) }
+
+func (mavenVersioner) parsed(v string) (any, bool, error) {
+	p, err := mvn.NewVersion(v)
+	return p, true, err
+}
+
+func (mavenVersioner) cmp(a, b any) int { return a.(mvn.Version).Compare(b.(mvn.Version)) }
+
+func (rpmVersioner) parsed(string) (any, bool, error) { return nil, false, nil }
+
+func (rpmVersioner) cmp(a, b any) int { return 0 }
+
+func (debVersioner) parsed(string) (any, bool, error) { return nil, false, nil }
+
+func (debVersioner) cmp(a, b any) int { return 0 }
+
+func (apkVersioner) parsed(string) (any, bool, error) { return nil, false, nil }
+
+func (apkVersioner) cmp(a, b any) int { return 0 }
