@@ -7,8 +7,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // errBusy is returned by lockFile when the lock is held and the caller did
@@ -59,8 +57,8 @@ func lockFile(ctx context.Context, path string, deadline time.Time, wait bool) (
 		if err != nil {
 			return nil, err
 		}
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		err = tryLock(f)
+		if errors.Is(err, errWouldBlock) {
 			if !wait {
 				f.Close()
 				return nil, errBusy
@@ -104,14 +102,8 @@ func flockWait(ctx context.Context, f *os.File, deadline time.Time) (owned bool,
 	done := make(chan error, 1)
 	var mu sync.Mutex
 	abandoned := false
-	fd := int(f.Fd())
 	go func() {
-		var err error
-		for {
-			if err = unix.Flock(fd, unix.LOCK_EX); !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
+		err := blockLock(f)
 		mu.Lock()
 		defer mu.Unlock()
 		if abandoned {
@@ -139,33 +131,4 @@ func flockWait(ctx context.Context, f *os.File, deadline time.Time) (owned bool,
 		abandoned = true
 		return false, err
 	}
-}
-
-// samePath reports whether path still names the open file f.
-func samePath(f *os.File, path string) (bool, error) {
-	var a, b unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
-		return false, &os.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if err := unix.Stat(path, &b); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return false, nil
-		}
-		return false, &os.PathError{Op: "stat", Path: path, Err: err}
-	}
-	return a.Dev == b.Dev && a.Ino == b.Ino, nil
-}
-
-// fileID identifies an open file and its size.
-type fileID struct {
-	dev, ino uint64
-	size     int64
-}
-
-func statFile(f *os.File) (fileID, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return fileID{}, &os.PathError{Op: "fstat", Path: f.Name(), Err: err}
-	}
-	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size}, nil
 }
