@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/stellaops/stella/internal/cli"
@@ -13,6 +14,11 @@ import (
 )
 
 func main() {
+	// A soft heap limit keeps peak memory bounded whatever the corpus size
+	// (the sorter spills to disk); GOMEMLIMIT overrides it.
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(160 << 20)
+	}
 	os.Exit(run())
 }
 
