@@ -120,7 +120,7 @@ var keys = map[string]any{
 	"ExportCenter.Ledger.Path":                 "",
 	"ExportCenter.Ledger.DSN":                  "",
 	"ExportCenter.Limits.MaxDocumentBytes":     int64(32 << 20),
-	"ExportCenter.Limits.SortBufferBytes":      64 << 20,
+	"ExportCenter.Limits.SortBufferBytes":      32 << 20,
 	"ExportCenter.Limits.Workers":              0,
 	"ExportCenter.Signing.Key":                 "",
 	"ExportCenter.Retention.Json.Mode":         "count",
