@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"golang.org/x/term"
@@ -76,7 +77,7 @@ func (f *Factory) Config() (*config.Config, error) {
 		if f.G.DataDir != "" {
 			ec.DataDir = f.G.DataDir
 			if f.G.Ledger == "" && os.Getenv("STELLA_EXPORTCENTER_LEDGER_PATH") == "" {
-				ec.Ledger.Path = ec.DataDir + "/ledger.db"
+				ec.Ledger.Path = filepath.Join(ec.DataDir, "ledger.db")
 			}
 		}
 		if f.G.Ledger != "" {
@@ -84,6 +85,13 @@ func (f *Factory) Config() (*config.Config, error) {
 		}
 		if f.G.Tenant != "" {
 			ec.Tenant = f.G.Tenant
+		}
+		// Artifacts are recorded by path: keep them absolute.
+		if abs, err := filepath.Abs(ec.DataDir); err == nil {
+			ec.DataDir = abs
+		}
+		if abs, err := filepath.Abs(ec.Ledger.Path); err == nil {
+			ec.Ledger.Path = abs
 		}
 	})
 	return f.cfg, f.cfgErr

@@ -1,11 +1,6 @@
 package cli
 
-import (
-	"strings"
-
-	"github.com/stellaops/stella/internal/config"
-	"github.com/stellaops/stella/internal/engine"
-)
+import "strings"
 
 // IsUsageError reports whether err came from cobra's flag or argument
 // parsing (exit code 2, like invalid input).
@@ -18,10 +13,4 @@ func IsUsageError(err error) bool {
 		}
 	}
 	return false
-}
-
-// DefaultHooks configures the engine's optional stages from the config.
-// Signing and provenance are wired here as they land.
-func DefaultHooks(f *Factory, cfg *config.Config) (engine.Hooks, error) {
-	return engine.Hooks{}, nil
 }

@@ -44,8 +44,9 @@ type Hooks struct {
 	// is archived, and returns the files to add: names under "signatures/"
 	// or "provenance.dsse.json".
 	Sign func(ctx context.Context, in SignInput) (map[string][]byte, error)
-	// SignArchive signs the finished archive; the result is written beside it.
-	SignArchive func(ctx context.Context, archivePath string) (sigPath string, err error)
+	// SignArchive signs the finished archive and returns the files it wrote
+	// beside it (a signature, a sigstore bundle).
+	SignArchive func(ctx context.Context, archivePath string) (paths []string, err error)
 }
 
 // Engine runs exports against a ledger.

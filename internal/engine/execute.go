@@ -251,17 +251,23 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	}
 	arts := []exportapi.Artifact{{Name: name, Path: dst, Bytes: size, SHA256: sum, MediaType: BundleMediaType}}
 	if e.cfg.Hooks.SignArchive != nil {
-		sigPath, err := e.cfg.Hooks.SignArchive(ctx, dst)
+		paths, err := e.cfg.Hooks.SignArchive(ctx, dst)
 		if err != nil {
 			os.Remove(dst)
 			return nil, nil, "", err
 		}
-		ssum, ssize, err := bundle.FileSHA256(sigPath)
-		if err != nil {
-			return nil, nil, "", xerr.Wrap(xerr.Internal, err, "signature %s", sigPath)
+		for _, sp := range paths {
+			ssum, ssize, err := bundle.FileSHA256(sp)
+			if err != nil {
+				os.Remove(dst)
+				return nil, nil, "", xerr.Wrap(xerr.Internal, err, "signature %s", sp)
+			}
+			mt := "application/vnd.dev.cosign.signature.v1+base64"
+			if strings.HasSuffix(sp, ".json") {
+				mt = "application/vnd.dev.sigstore.bundle.v0.3+json"
+			}
+			arts = append(arts, exportapi.Artifact{Name: filepath.Base(sp), Path: sp, Bytes: ssize, SHA256: ssum, MediaType: mt})
 		}
-		arts = append(arts, exportapi.Artifact{Name: filepath.Base(sigPath), Path: sigPath, Bytes: ssize, SHA256: ssum,
-			MediaType: "application/vnd.dev.cosign.signature.v1+base64"})
 	}
 	counts := map[string]int64{"documents": c.docs, "records": res.records, "skipped": int64(len(res.skipped))}
 	for _, ce := range m.Contents {
