@@ -3,8 +3,8 @@ package trivy
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/stellaops/stella/internal/record"
@@ -66,21 +66,41 @@ func intervals(ver versioner, r record.Range) ([]interval, error) {
 			}
 		}
 	}
-	// Check every version first, so that sorting cannot fail half-way.
+	// Parse every version once first, so that sorting cannot fail half-way.
+	parsed := map[string]any{}
 	for _, e := range evs {
 		if e.kind == evIntroduced && e.v == "0" {
 			continue
 		}
-		if _, err := ver.compare(e.v, e.v); err != nil {
+		p, ok, err := ver.parsed(e.v)
+		if err == nil && !ok {
+			_, err = ver.compare(e.v, e.v)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("version %q is not a %s version: %v", e.v, ver.name(), err)
+		}
+		if ok {
+			parsed[e.v] = p
 		}
 	}
 	for _, l := range limits {
-		if _, err := ver.compare(l, l); err != nil {
+		p, ok, err := ver.parsed(l)
+		if err == nil && !ok {
+			_, err = ver.compare(l, l)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("limit %q is not a %s version: %v", l, ver.name(), err)
+		}
+		if ok {
+			parsed[l] = p
 		}
 	}
 	cmpv := func(a, b string) int {
+		pa, oka := parsed[a]
+		pb, okb := parsed[b]
+		if oka && okb {
+			return ver.cmp(pa, pb)
+		}
 		n, _ := ver.compare(a, b)
 		return n
 	}
@@ -352,74 +372,136 @@ func appendUnique(s []string, v string) []string {
 	return append(s, v)
 }
 
-// orderCheck decides "is v inside one of the intervals" by version order,
-// with the bounds parsed once, where that is exactly what trivy's
-// constraints mean: always for the npm (pre-releases on), semver-like,
-// RubyGems and Maven comparers; for PEP 440 for plain releases (digits and
-// dots) only, since "<2.0" does not admit 2.0rc1 and local labels have
-// rules of their own. The listed versions of an advisory (hundreds for
-// PyPI) are checked quickly this way; anything else goes through trivy's
-// constraint parser.
-var rePlainRelease = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`)
-
+// orderCheck decides "is v inside one of the intervals" from the release
+// numbers alone where that is exactly what trivy's constraints mean, so
+// that the listed versions of an advisory (hundreds for PyPI) do not each
+// go through a constraint parser:
+//
+//   - a plain release (digits and dots) against plain bounds: numeric order
+//     with zero padding, which every trivy comparer agrees with;
+//   - otherwise, a version whose release numbers differ from a bound's
+//     (either may have a pre/post/dev or other suffix: "1.5rc1",
+//     "2.0.post1", "1.2.3-beta.1"): a suffix cannot move a version across
+//     another release (PEP 440's "<2.0 excludes 2.0rc1" and similar rules
+//     only concern the bound's own release).
+//
+// Anything else (an epoch, a local label, a release equal to a bound's)
+// is left to trivy's constraint parser.
 type orderCheck struct {
-	ver    versioner
-	bounds []parsedInterval
+	bounds []relInterval
 	ok     bool
 }
 
-type parsedInterval struct {
-	lo, hi any
-	iv     interval
+type relInterval struct {
+	lo, hi           []uint64
+	loPlain, hiPlain bool
+	incl             bool
 }
 
-func newOrderCheck(ver versioner, ivs []interval) orderCheck {
-	oc := orderCheck{ver: ver, ok: true}
+// releaseOf splits a version into its leading release numbers and the
+// rest; ok is false when it does not start with a number or has an epoch
+// ("1!2.0") or a local/build label ("+...").
+func releaseOf(v string) (rel []uint64, plain, ok bool) {
+	if strings.ContainsAny(v, "!+") {
+		return nil, false, false
+	}
+	i := 0
+	for {
+		j := i
+		for j < len(v) && v[j] >= '0' && v[j] <= '9' {
+			j++
+		}
+		if j == i || j-i > 18 {
+			return nil, false, false
+		}
+		n, err := strconv.ParseUint(v[i:j], 10, 64)
+		if err != nil {
+			return nil, false, false
+		}
+		rel = append(rel, n)
+		if j == len(v) {
+			return rel, true, true
+		}
+		if v[j] == '.' && j+1 < len(v) && v[j+1] >= '0' && v[j+1] <= '9' {
+			i = j + 1
+			continue
+		}
+		// A suffix must not start with a digit or a dot before a digit
+		// (that would be part of the release).
+		return rel, false, true
+	}
+}
+
+func cmpRelease(a, b []uint64) int {
+	for i := 0; i < max(len(a), len(b)); i++ {
+		var x, y uint64
+		if i < len(a) {
+			x = a[i]
+		}
+		if i < len(b) {
+			y = b[i]
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+func newOrderCheck(_ versioner, ivs []interval) orderCheck {
+	oc := orderCheck{ok: true}
 	for _, iv := range ivs {
-		if strings.Contains(iv.lo, "+") || strings.Contains(iv.hi, "+") {
-			oc.ok = false
-			return oc
-		}
-		pi := parsedInterval{iv: iv}
-		var ok bool
-		var err error
-		if iv.lo != "" {
-			if pi.lo, ok, err = ver.parsed(iv.lo); err != nil || !ok {
+		var ri relInterval
+		ri.incl = iv.hiIncl
+		for _, b := range []struct {
+			v     string
+			dst   *[]uint64
+			plain *bool
+		}{{iv.lo, &ri.lo, &ri.loPlain}, {iv.hi, &ri.hi, &ri.hiPlain}} {
+			if b.v == "" {
+				continue
+			}
+			rel, plain, ok := releaseOf(b.v)
+			if !ok {
 				oc.ok = false
 				return oc
 			}
+			*b.dst, *b.plain = rel, plain
 		}
-		if iv.hi != "" {
-			if pi.hi, ok, err = ver.parsed(iv.hi); err != nil || !ok {
-				oc.ok = false
-				return oc
-			}
-		}
-		oc.bounds = append(oc.bounds, pi)
+		oc.bounds = append(oc.bounds, ri)
 	}
 	return oc
 }
 
 // in reports whether v is inside the intervals; known is false when the
-// order alone does not decide it.
+// release numbers alone do not decide it.
 func (oc orderCheck) in(v string) (in, known bool) {
 	if !oc.ok {
 		return false, false
 	}
-	if _, isPEP := oc.ver.(pep440Versioner); isPEP && !rePlainRelease.MatchString(v) {
-		return false, false
-	}
-	pv, ok, err := oc.ver.parsed(v)
-	if err != nil || !ok {
+	rel, plain, ok := releaseOf(v)
+	if !ok {
 		return false, false
 	}
 	for _, b := range oc.bounds {
-		if b.lo != nil && oc.ver.cmp(pv, b.lo) < 0 {
-			continue
+		if b.lo != nil {
+			n := cmpRelease(rel, b.lo)
+			if n == 0 && !(plain && b.loPlain) {
+				return false, false
+			}
+			if n < 0 {
+				continue
+			}
 		}
 		if b.hi != nil {
-			n := oc.ver.cmp(pv, b.hi)
-			if n > 0 || (n == 0 && !b.iv.hiIncl) {
+			n := cmpRelease(rel, b.hi)
+			if n == 0 && !(plain && b.hiPlain) {
+				return false, false
+			}
+			if n > 0 || (n == 0 && !b.incl) {
 				continue
 			}
 		}

@@ -3,6 +3,7 @@ package trivy
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,5 +155,71 @@ func TestResolveTarget(t *testing.T) {
 	}
 	if got := normalizePkg(mvn, "org.Apache:Foo"); got != "org.apache:foo" {
 		t.Errorf("maven name %q", got)
+	}
+}
+
+// TestOrderCheckAgreesWithComparers: wherever the release-number fast path
+// decides whether a listed version is inside the ranges, trivy's own
+// constraint parser (the one the DB is read with) agrees, for every listed
+// version of every real advisory of the fixtures.
+func TestOrderCheckAgreesWithComparers(t *testing.T) {
+	var decided, fallback int
+	for _, a := range corpus(t) {
+		for _, af := range a.Affected {
+			tg, err := resolveTarget(af.Ecosystem)
+			if err != nil || tg.os || len(af.Versions) == 0 {
+				continue
+			}
+			var ivs []interval
+			var cs []string
+			for _, r := range af.Ranges {
+				if r.Type == "GIT" {
+					continue
+				}
+				got, err := intervals(tg.ver, r)
+				if err != nil {
+					t.Fatalf("%s: %v", a.ID, err)
+				}
+				ivs = append(ivs, got...)
+			}
+			for _, iv := range ivs {
+				cs = append(cs, iv.constraint())
+			}
+			if len(cs) == 0 || slices.Contains(cs, "") {
+				continue
+			}
+			m, err := tg.ver.compile(strings.Join(cs, " || "))
+			if err != nil {
+				t.Fatalf("%s: %v", a.ID, err)
+			}
+			oc := newOrderCheck(tg.ver, ivs)
+			for _, v := range af.Versions {
+				in, known := oc.in(v)
+				if !known {
+					fallback++
+					continue
+				}
+				decided++
+				want, err := m(v)
+				if err != nil {
+					continue // trivy cannot parse it: it can never match either way
+				}
+				if in != want {
+					t.Errorf("%s %s %s: fast path says %v, trivy's comparer %v (ranges %q)", a.ID, af.Ecosystem, v, in, want, cs)
+				}
+			}
+		}
+	}
+	t.Logf("%d listed versions decided by release numbers, %d by the comparer", decided, fallback)
+	cases := map[string][]uint64{"1.2.3": {1, 2, 3}, "10": {10}, "1.5rc1": {1, 5}, "2.0.post1": {2, 0}, "1.0.RELEASE": {1, 0}}
+	for v, want := range cases {
+		if got, _, ok := releaseOf(v); !ok || !slices.Equal(got, want) {
+			t.Errorf("releaseOf(%q) = %v, %v", v, got, ok)
+		}
+	}
+	for _, v := range []string{"1!2.0", "1.0+local", "v1.0", ""} {
+		if _, _, ok := releaseOf(v); ok {
+			t.Errorf("releaseOf(%q) accepted", v)
+		}
 	}
 }
