@@ -221,6 +221,7 @@ func langVersions(ver versioner, a record.Affected) (vulnerable, patched []strin
 		}
 		vulnerable = appendUnique(vulnerable, c)
 	}
+	nIntervals := len(vulnerable)
 	if all {
 		// Every version is affected: one "" says it to trivy, whatever else.
 		vulnerable = []string{""}
@@ -273,17 +274,25 @@ func langVersions(ver versioner, a record.Affected) (vulnerable, patched []strin
 	// column. Each is an exact-version constraint for trivy, so one that
 	// another range still covers is left out (it would hide that version).
 	if vulnerable[0] != "" {
-		inAny, err := ver.compile(strings.Join(vulnerable, " || "))
-		if err != nil {
-			return nil, nil, fmt.Errorf("ranges %q: %v", vulnerable, err)
-		}
+		// The release-number fast path knows the intervals only, not the
+		// listed versions added as "=V".
+		fast := newOrderCheck(ver, ivs)
+		onlyIntervals := len(vulnerable) == nIntervals
+		var inAny matcher
 		for _, iv := range ivs {
 			if !iv.hiFromFx {
 				continue
 			}
-			in, err := inAny(iv.hi)
-			if err != nil {
-				return nil, nil, fmt.Errorf("fixed version %q: %v", iv.hi, err)
+			in, known := fast.in(iv.hi)
+			if !known || !onlyIntervals {
+				if inAny == nil {
+					if inAny, err = ver.compile(strings.Join(vulnerable, " || ")); err != nil {
+						return nil, nil, fmt.Errorf("ranges %q: %v", vulnerable, err)
+					}
+				}
+				if in, err = inAny(iv.hi); err != nil {
+					return nil, nil, fmt.Errorf("fixed version %q: %v", iv.hi, err)
+				}
 			}
 			if !in {
 				patched = appendUnique(patched, iv.hi)
