@@ -29,6 +29,9 @@ func run() int {
 	defer f.Close()
 	cmd := cli.NewRootCmd(f)
 	err := cmd.ExecuteContext(ctx)
+	if merr := f.FlushMetrics(); merr != nil && err == nil {
+		err = merr
+	}
 	if err == nil {
 		return 0
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stellaops/stella/internal/evidence"
 	"github.com/stellaops/stella/internal/ledger"
 	"github.com/stellaops/stella/internal/ledger/bolt"
+	"github.com/stellaops/stella/internal/metrics"
 	"github.com/stellaops/stella/internal/xerr"
 )
 
@@ -50,6 +51,8 @@ type Globals struct {
 	Trace      bool
 	Ledger     string
 	DataDir    string
+	// MetricsFile is a Prometheus textfile this invocation adds its metrics to.
+	MetricsFile string
 }
 
 // Factory builds what commands need, lazily and once.
@@ -62,6 +65,7 @@ type Factory struct {
 	cfgErr error
 	led    ledger.Ledger
 	eng    *engine.Engine
+	met    *metrics.Set
 	// Hooks, when set, configure the engine's optional stages (signing, provenance).
 	Hooks func(f *Factory, cfg *config.Config) (engine.Hooks, error)
 }
@@ -161,6 +165,35 @@ func (f *Factory) Engine(ctx context.Context) (*engine.Engine, error) {
 	f.led = led
 	f.eng = engine.New(ecfg, led)
 	return f.eng, nil
+}
+
+// Metrics is this invocation's metric set.
+func (f *Factory) Metrics() *metrics.Set {
+	if f.met == nil {
+		f.met = metrics.New()
+	}
+	return f.met
+}
+
+// FlushMetrics adds this invocation's metrics to the textfile
+// (--metrics-textfile or ExportCenter.Metrics.Textfile), when one is set.
+func (f *Factory) FlushMetrics() error {
+	if f.met == nil {
+		return nil
+	}
+	path := f.G.MetricsFile
+	if path == "" {
+		if cfg, err := f.Config(); err == nil {
+			path = cfg.ExportCenter.Metrics.Textfile
+		}
+	}
+	if path == "" {
+		return nil
+	}
+	if err := f.met.WriteTextfile(path); err != nil {
+		return xerr.Wrap(xerr.Internal, err, "metrics textfile %s", path)
+	}
+	return nil
 }
 
 // Close releases the ledger.

@@ -298,6 +298,7 @@ func verifyRun(ctx context.Context, f *Factory, o *VerifyOptions) error {
 	if !rep.OK {
 		var names []string
 		for _, c := range rep.Failed() {
+			f.Metrics().VerifyFailures.WithLabelValues(c.Name).Inc()
 			names = append(names, c.Name+": "+c.Detail)
 		}
 		return &xerr.Error{Code: xerr.Verify, Message: fmt.Sprintf("%s failed verification: %v", p, names), Reported: true}

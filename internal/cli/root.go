@@ -39,6 +39,7 @@ and verifies bundles offline. With no --server it runs the embedded engine on a 
 	pf.StringVar(&f.G.Format, "format", "", "output format: table|json|yaml (default: table on a terminal, json otherwise)")
 	pf.BoolVar(&f.G.Trace, "trace", false, "debug logs on stderr")
 	pf.StringVar(&f.G.Ledger, "ledger", "", "ledger file (default: <data dir>/ledger.db; ExportCenter.Ledger.Path)")
+	pf.StringVar(&f.G.MetricsFile, "metrics-textfile", "", "add this command's Prometheus metrics to this textfile (ExportCenter.Metrics.Textfile)")
 	pf.StringVar(&f.G.DataDir, "data-dir", "", "data directory for the ledger and run artifacts (ExportCenter.DataDir)")
 	cmd.AddCommand(
 		NewProfileCmd(f),

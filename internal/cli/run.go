@@ -103,14 +103,30 @@ func runSubmit(ctx context.Context, f *Factory, o *SubmitOptions) error {
 		return werr
 	}
 	if !f.IO.TTY {
+		observeRun(f, final)
 		return runFailure(final)
 	}
 	return reportRun(f, final)
 }
 
+// observeRun records a finished run in the metrics.
+func observeRun(f *Factory, run exportapi.Run) {
+	m := f.Metrics()
+	if run.StartedAt != nil && run.FinishedAt != nil {
+		m.RunDuration.WithLabelValues(run.Profile.Kind).Observe(run.FinishedAt.Sub(*run.StartedAt).Seconds())
+	}
+	if run.State == exportapi.StateFailed {
+		m.RunFailures.WithLabelValues(run.Profile.Name, run.ErrorCode).Inc()
+	}
+	for _, a := range run.Artifacts {
+		m.RunBytes.WithLabelValues(run.Profile.Kind).Add(float64(a.Bytes))
+	}
+}
+
 // reportRun prints a finished run and returns its failure as an error so
 // that the exit code follows the run's error code.
 func reportRun(f *Factory, run exportapi.Run) error {
+	observeRun(f, run)
 	if err := f.emit(run, func(w io.Writer) error { return runTable(w, run) }); err != nil {
 		return err
 	}
