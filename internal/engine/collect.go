@@ -134,6 +134,7 @@ type collected struct {
 	counts   map[string]int64 // per kind and per "kind/source" and "ecosystem/<eco>", selected records only
 	ignored  int64            // documents read but not selected
 	policies []string         // "source/path" of policy snapshots seen
+	lines    atomic.Int64     // data lines emitted (the write phase's total)
 }
 
 type progressFn func(phase string, done, total, bytes int64)
@@ -325,7 +326,7 @@ func (e *Engine) handleDoc(j docJob, run exportapi.Run, sel selection, c *collec
 	if c.sorter == nil {
 		return nil
 	}
-	return emit(c.sorter, doc, p)
+	return emit(c.sorter, &c.lines, doc, p)
 }
 
 func modBytes(t time.Time) []byte {
@@ -339,8 +340,13 @@ func modBytes(t time.Time) []byte {
 func seq(i int) string { return fmt.Sprintf("%08d", i) }
 
 // emit adds a selected document's pairs to the sorter.
-func emit(s *extsort.Sorter, doc record.Document, p *record.Parsed) error {
-	add := func(k []byte, v []byte) error { return s.Add(k, v) }
+func emit(s *extsort.Sorter, lines *atomic.Int64, doc record.Document, p *record.Parsed) error {
+	add := func(k []byte, v []byte) error {
+		if k[0] == nsData {
+			lines.Add(1)
+		}
+		return s.Add(k, v)
+	}
 	contentType := "application/json"
 	if strings.HasSuffix(p.Format, "yaml") {
 		contentType = "application/yaml"

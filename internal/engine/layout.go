@@ -221,7 +221,7 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 			}
 			written++
 			if progress != nil && written%256 == 0 {
-				progress("write", written, 0, 0)
+				progress("write", written, c.lines.Load(), 0)
 				if err := ctx.Err(); err != nil {
 					return err
 				}

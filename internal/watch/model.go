@@ -340,7 +340,7 @@ func (m *Model) View() string {
 	if m.itemsTotal <= 0 && !m.done {
 		lead = m.spin.View()
 	}
-	line(lead, kv("items", items), kv("written", humanBytes(m.bytes)))
+	line(lead, kv("items", items), kv("bytes", humanBytes(m.bytes)))
 
 	if !m.done {
 		rate, eta := "—", "—"

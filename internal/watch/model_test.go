@@ -96,7 +96,7 @@ func TestModelRateAndETA(t *testing.T) {
 		t.Fatalf("ETA = %v ok=%v; want 20s", eta, ok)
 	}
 	v := view(m)
-	mustContain(t, v, "● running", "phase write", "items 1,000 / 2,000", "written 20.0 MB",
+	mustContain(t, v, "● running", "phase write", "items 1,000 / 2,000", "bytes 20.0 MB",
 		"rate 50.0 items/s  1.0 MB/s", "ETA 20s", "elapsed 20s", " 50%", "█", "░")
 
 	// Speed up to 100 items/s: after 10 s of the new pace the old samples
@@ -125,7 +125,7 @@ func TestModelRateAndETA(t *testing.T) {
 		t.Fatal("rate known right after a phase change")
 	}
 	v = view(m)
-	mustContain(t, v, "phase sign", "items 0 / 3", "written 50.0 MB", "rate —", "ETA —")
+	mustContain(t, v, "phase sign", "items 0 / 3", "bytes 50.0 MB", "rate —", "ETA —")
 	m.Update(progressEv(g, 33*time.Second, "sign", 1, 3, 0))
 	if eta, ok := m.ETA(); !ok || eta != 4*time.Second { // 2 left at 0.5/s
 		t.Fatalf("sign ETA = %v ok=%v", eta, ok)
@@ -175,7 +175,7 @@ func TestModelUnknownTotalSpinner(t *testing.T) {
 	m.Update(progressEv(g, time.Second, "read", 1234, 0, 2048))
 	m.Update(progressEv(g, 3*time.Second, "read", 5234, 0, 4096))
 	v := view(m)
-	mustContain(t, v, "items 5,234", "written 4.1 kB", "2000.0 items/s", "ETA —")
+	mustContain(t, v, "items 5,234", "bytes 4.1 kB", "2000.0 items/s", "ETA —")
 	mustNotContain(t, v, "%", "/ ")
 	spin := stripANSI(m.spin.View())
 	if spin == "" || !strings.Contains(v, spin+"   items") {
@@ -211,7 +211,7 @@ func TestModelCompletedWithArtifacts(t *testing.T) {
 		t.Fatal("event after the terminal one applied")
 	}
 	v := view(m)
-	mustContain(t, v, "✓ succeeded", "phase distribute", "100%", "items 10 / 10", "written 12.3 MB",
+	mustContain(t, v, "✓ succeeded", "phase distribute", "100%", "items 10 / 10", "bytes 12.3 MB",
 		"elapsed 7s", "artifacts", "NAME", "SIZE", "SHA256",
 		"bundle.tar.zst     12.3 MB  0123456789ab",
 		"export.json         1.2 kB  fedcba987654")
