@@ -44,7 +44,7 @@ func Compressor(w io.Writer, codec Codec, level int) (io.WriteCloser, error) {
 			lvl = zstd.EncoderLevelFromZstd(level)
 		}
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(zstdConcurrency),
-			zstd.WithEncoderCRC(true), zstd.WithLowerEncoderMem(true))
+			zstd.WithEncoderCRC(true))
 	case Gzip:
 		if level == 0 {
 			level = gzip.DefaultCompression
