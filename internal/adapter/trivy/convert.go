@@ -237,6 +237,7 @@ func mergeEntry(dst *pkgEntry, e pkgEntry) error {
 			patched = appendUnique(patched, p)
 		}
 	}
+	sortVersions(dst.os.ver, patched)
 	dst.value.PatchedVersions = patched
 	return nil
 }

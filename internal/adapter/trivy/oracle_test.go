@@ -168,9 +168,10 @@ func pickCases(t testing.TB, advs []*record.Advisory, eco string, n int) []oracl
 			}
 		}
 		inside := intro
-		if intro == "0" {
-			var ok bool
-			if inside, ok = synthBelow(fixed); !ok {
+		if intro == "0" || intro == "0.0.0-0" { // RustSec writes "0.0.0-0" for "every version below"
+			if v, ok := synthBelow(fixed); ok {
+				inside = v
+			} else if intro == "0" {
 				continue
 			}
 		}
@@ -179,16 +180,41 @@ func pickCases(t testing.TB, advs []*record.Advisory, eco string, n int) []oracl
 	if len(cands) == 0 {
 		t.Fatalf("no sample for %s", eco)
 	}
-	var out []oracleCase
-	seenPkg := map[string]bool{}
-	step := max(1, len(cands)/n)
-	for i := 0; i < len(cands) && len(out) < n; i += step {
-		if !seenPkg[cands[i].Pkg] {
-			seenPkg[cands[i].Pkg] = true
-			out = append(out, cands[i])
+	// Half of the sample (at least) from advisories that state a severity,
+	// when the source has them, so that the severity trivy shows is checked.
+	var sev, rest []oracleCase
+	for _, c := range cands {
+		if s := recordSeverity(findIn(advs, c.ID)).sev; s != SeverityUnknown {
+			sev = append(sev, c)
+		} else {
+			rest = append(rest, c)
 		}
 	}
+	var out []oracleCase
+	seenPkg := map[string]bool{}
+	take := func(l []oracleCase, k int) {
+		step := max(1, len(l)/max(1, k))
+		for i, got := 0, 0; i < len(l) && got < k; i += step {
+			if !seenPkg[l[i].Pkg] {
+				seenPkg[l[i].Pkg] = true
+				out = append(out, l[i])
+				got++
+			}
+		}
+	}
+	take(sev, (n+1)/2)
+	take(rest, n-len(out))
+	take(sev, n-len(out))
 	return out
+}
+
+func findIn(advs []*record.Advisory, id string) *record.Advisory {
+	for _, a := range advs {
+		if a.ID == id {
+			return a
+		}
+	}
+	return nil
 }
 
 // writeProject writes a manifest or lock file that pins pkg at version.
@@ -366,43 +392,54 @@ func TestTrivyOracleLanguages(t *testing.T) {
 		// No fixed version: reported without one (npm, real GHSA sample).
 		oracleCase{Eco: "npm", Pkg: "marky-markdown", ID: "GHSA-pxmp-fwjc-4x7q", Inside: "11.3.2"},
 		// Two ranges with unsorted events (real GHSA sample): both intervals, not the gap between.
-		oracleCase{Eco: "npm", Pkg: "mixin-deep", ID: "GHSA-fhjf-83wg-r2j9", Inside: "1.3.1", Fixed: "1.3.2", WantFixed: "2.0.1, 1.3.2"},
-		oracleCase{Eco: "npm", Pkg: "mixin-deep", ID: "GHSA-fhjf-83wg-r2j9", Inside: "2.0.0", Fixed: "2.0.1", WantFixed: "2.0.1, 1.3.2"},
-		// PyPI names are normalised as trivy looks them up.
-		oracleCase{Eco: "PyPI", Pkg: "Products.PluggableAuthService", ID: "GHSA-p44j-xrqg-4xrr", Inside: "2.6.0", Fixed: "2.6.1", WantFixed: "2.6.1"},
+		oracleCase{Eco: "npm", Pkg: "mixin-deep", ID: "GHSA-fhjf-83wg-r2j9", Inside: "1.3.1", Fixed: "1.3.2", WantFixed: "1.3.2, 2.0.1"},
+		oracleCase{Eco: "npm", Pkg: "mixin-deep", ID: "GHSA-fhjf-83wg-r2j9", Inside: "2.0.0", Fixed: "2.0.1", WantFixed: "1.3.2, 2.0.1"},
+		// PyPI names are normalised as trivy looks them up (lower case, "_" -> "-";
+		// trivy keeps "." as is, so "Products.PluggableAuthService" would not match
+		// the advisory's "products-pluggableauthservice", upstream's DB alike).
+		oracleCase{Eco: "PyPI", Pkg: "Products_PluggableAuthService", ID: "GHSA-p44j-xrqg-4xrr", Inside: "2.6.0", Fixed: "2.6.1", WantFixed: "2.6.1"},
 	)
-	// Withdrawn advisories: never reported, even inside their old range.
+	// Withdrawn advisories: never reported, even inside their old range
+	// (which a copy without "withdrawn" would be written with).
 	for _, src := range []string{"golang-vulndb", "rustsec-advisory-db-osv", "pypa-advisory-database"} {
 		eco := map[string]string{"golang-vulndb": "Go", "rustsec-advisory-db-osv": "crates.io", "pypa-advisory-database": "PyPI"}[src]
 		advs, _ := loadAdvisories(t, src, evidenceDir(t, src+"/t1"))
 		for _, a := range advs {
-			if a.Withdrawn == "" || len(a.Affected) != 1 || a.Affected[0].Ecosystem != eco {
+			if a.Withdrawn == "" || len(a.Affected) == 0 || a.Affected[0].Ecosystem != eco ||
+				(eco == "Go" && reGoMajor.MatchString(a.Affected[0].Package)) {
 				continue
 			}
 			cp := *a
 			cp.Withdrawn = ""
-			if _, err := convert(&cp); err != nil {
+			c, err := convert(&cp)
+			if err != nil || len(c.entries[0].value.VulnerableVersions) == 0 {
 				continue
 			}
+			inside := ""
 			for _, r := range a.Affected[0].Ranges {
-				if r.Type == "GIT" || len(r.Events) < 2 || r.Events[1].Fixed == "" {
+				if r.Type == "GIT" || len(r.Events) == 0 {
 					continue
 				}
-				inside := r.Events[0].Introduced
-				if inside == "0" {
+				switch {
+				case r.Events[0].Introduced != "0" && r.Events[0].Introduced != "":
+					inside = r.Events[0].Introduced
+				case len(r.Events) > 1 && r.Events[1].Fixed != "":
 					inside, _ = synthBelow(r.Events[1].Fixed)
-				}
-				if inside != "" && !(eco == "Go" && reGoMajor.MatchString(a.Affected[0].Package)) {
-					cases = append(cases, oracleCase{Eco: eco, Pkg: a.Affected[0].Package, ID: a.ID, Inside: inside, Withdrawn: true})
+				case len(r.Events) == 1:
+					inside = "1.0.0" // introduced 0, no end: every version
 				}
 				break
 			}
-			if len(cases) > 0 && cases[len(cases)-1].ID == a.ID {
-				break // one per source
+			if inside == "" {
+				continue
 			}
+			cases = append(cases, oracleCase{Eco: eco, Pkg: a.Affected[0].Package, ID: a.ID, Inside: inside, Withdrawn: true})
+			break // one per source
 		}
 	}
-
+	for _, c := range cases {
+		t.Logf("case %s %s %s inside %s fixed %q withdrawn=%v", c.ID, c.Eco, c.Pkg, c.Inside, c.Fixed, c.Withdrawn)
+	}
 	root := t.TempDir()
 	type target struct {
 		c      oracleCase

@@ -299,7 +299,21 @@ func langVersions(ver versioner, a record.Affected) (vulnerable, patched []strin
 			}
 		}
 	}
+	sortVersions(ver, patched)
 	return vulnerable, patched, nil
+}
+
+// sortVersions orders versions ascending (trivy shows PatchedVersions in
+// stored order as the Fixed Version); versions that do not compare keep
+// their place.
+func sortVersions(ver versioner, vs []string) {
+	slices.SortStableFunc(vs, func(a, b string) int {
+		n, err := ver.compare(a, b)
+		if err != nil {
+			return 0
+		}
+		return n
+	})
 }
 
 // proveInterval checks a written constraint against its interval with the
