@@ -225,6 +225,10 @@ func writeProject(t testing.TB, dir, eco, pkg, version string) string {
 	}
 	var name, body string
 	switch {
+	case eco == "Go" && pkg == "stdlib":
+		// trivy takes the standard library version from the toolchain line.
+		name = "go.mod"
+		body = fmt.Sprintf("module example.com/oracle\n\ngo 1.21\n\ntoolchain go%s\n", version)
 	case eco == "Go":
 		name = "go.mod"
 		body = fmt.Sprintf("module example.com/oracle\n\ngo 1.21\n\nrequire %s v%s\n", pkg, version)
@@ -394,6 +398,9 @@ func TestTrivyOracleLanguages(t *testing.T) {
 		// Two ranges with unsorted events (real GHSA sample): both intervals, not the gap between.
 		oracleCase{Eco: "npm", Pkg: "mixin-deep", ID: "GHSA-fhjf-83wg-r2j9", Inside: "1.3.1", Fixed: "1.3.2", WantFixed: "1.3.2, 2.0.1"},
 		oracleCase{Eco: "npm", Pkg: "mixin-deep", ID: "GHSA-fhjf-83wg-r2j9", Inside: "2.0.0", Fixed: "2.0.1", WantFixed: "1.3.2, 2.0.1"},
+		// The Go standard library (trivy: go.mod toolchain line), two intervals.
+		oracleCase{Eco: "Go", Pkg: "stdlib", ID: "GO-2024-2963", Inside: "1.22.4", Fixed: "1.22.5", WantFixed: "1.21.12, 1.22.5"},
+		oracleCase{Eco: "Go", Pkg: "stdlib", ID: "GO-2024-2963", Inside: "1.21.11", Fixed: "1.21.12", WantFixed: "1.21.12, 1.22.5"},
 		// PyPI names are normalised as trivy looks them up (lower case, "_" -> "-";
 		// trivy keeps "." as is, so "Products.PluggableAuthService" would not match
 		// the advisory's "products-pluggableauthservice", upstream's DB alike).
@@ -440,7 +447,7 @@ func TestTrivyOracleLanguages(t *testing.T) {
 	for _, c := range cases {
 		t.Logf("case %s %s %s inside %s fixed %q withdrawn=%v", c.ID, c.Eco, c.Pkg, c.Inside, c.Fixed, c.Withdrawn)
 	}
-	root := t.TempDir()
+	root, stdRoot := t.TempDir(), t.TempDir()
 	type target struct {
 		c      oracleCase
 		inside bool
@@ -455,12 +462,21 @@ func TestTrivyOracleLanguages(t *testing.T) {
 			}
 		}
 		c = cases[i]
-		targets[writeProject(t, filepath.Join(root, fmt.Sprintf("%02d-inside", i)), c.Eco, c.Pkg, c.Inside)] = target{c, true}
+		r := root
+		if c.Pkg == "stdlib" {
+			r = stdRoot
+		}
+		targets[writeProject(t, filepath.Join(r, fmt.Sprintf("%02d-inside", i)), c.Eco, c.Pkg, c.Inside)] = target{c, true}
 		if c.Fixed != "" {
-			targets[writeProject(t, filepath.Join(root, fmt.Sprintf("%02d-fixed", i)), c.Eco, c.Pkg, c.Fixed)] = target{c, false}
+			targets[writeProject(t, filepath.Join(r, fmt.Sprintf("%02d-fixed", i)), c.Eco, c.Pkg, c.Fixed)] = target{c, false}
 		}
 	}
 	found := runTrivy(t, bin, cache, "fs", root)
+	// trivy reports the Go standard library of a go.mod (its toolchain
+	// line) only with --detection-priority comprehensive.
+	for tgt, v := range runTrivy(t, bin, cache, "fs", "--detection-priority", "comprehensive", stdRoot) {
+		found[tgt] = v
+	}
 	ecos := map[string]int{}
 	var withSeverity int
 	for tgt, tc := range targets {
