@@ -198,11 +198,16 @@ func (s *Stage) Paths() []string {
 }
 
 // RerunHash is the sha256 (lowercase hex) over the sorted content digests
-// joined by newlines (SPEC §5); it does not depend on the run id.
+// joined by newlines (SPEC §5); it does not depend on the run id. An
+// encrypted entry counts with its plaintext digest, so that the hash (and
+// the export id) do not depend on random encryption keys.
 func RerunHash(contents []exportapi.ContentEntry) string {
 	ds := make([]string, len(contents))
 	for i, c := range contents {
 		ds[i] = c.Digest
+		if c.PlainDigest != "" {
+			ds[i] = c.PlainDigest
+		}
 	}
 	sort.Strings(ds)
 	sum := sha256.Sum256([]byte(strings.Join(ds, "\n")))

@@ -135,6 +135,7 @@ type collected struct {
 	ignored  int64            // documents read but not selected
 	policies []string         // "source/path" of policy snapshots seen
 	lines    atomic.Int64     // data lines emitted (the write phase's total)
+	skip     *skipperCounter  // documents known unchanged (Extension.Begin), or nil
 }
 
 type progressFn func(phase string, done, total, bytes int64)
@@ -171,7 +172,7 @@ type docJob struct {
 func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.ProfileSpec, sorter *extsort.Sorter,
 	progress progressFn) (*collected, error) {
 	sel := newSelection(spec, run.Selectors)
-	c := &collected{sorter: sorter, counts: map[string]int64{}}
+	c := &collected{sorter: sorter, counts: map[string]int64{}, skip: skipperFrom(ctx)}
 	var total int64
 	for _, s := range run.Sources {
 		total += countCandidates(s.Path)
@@ -287,6 +288,9 @@ func (e *Engine) handleDoc(j docJob, run exportapi.Run, sel selection, c *collec
 		if err := c.sorter.Add(key(nsDoc, doc.Source, doc.Path), []byte(doc.Digest)); err != nil {
 			return err
 		}
+	}
+	if c.skip.skip(doc.Source, doc.Path, doc.Digest) {
+		return nil // known unchanged (delta base): not parsed, not re-exported
 	}
 	p, err := evidence.Parse(doc)
 	if err != nil {

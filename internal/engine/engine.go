@@ -184,6 +184,9 @@ func (e *Engine) prepare(ctx context.Context, req SubmitRequest) (exportapi.Run,
 		Selectors: sel, Sources: srcs, BaseRunID: req.BaseRunID, AllowEmpty: req.AllowEmpty, SkipInvalid: req.SkipInvalid,
 		Priority: req.Priority, Push: slices.Clone(req.Push),
 	}
+	if err := e.prepareExtension(ctx, &run, p); err != nil {
+		return exportapi.Run{}, err
+	}
 	return run, nil
 }
 

@@ -189,7 +189,11 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	defer os.RemoveAll(tmp)
 	sorter := extsort.New(tmp, e.cfg.SortBudget)
 	defer sorter.Close()
-	c, err := e.collect(ctx, run, prof.Spec, sorter, progress)
+	state, cctx, skipped, err := e.begin(ctx, run, prof, tmp)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	c, err := e.collect(cctx, run, prof.Spec, sorter, progress)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -199,7 +203,7 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	}
 	defer stage.Remove()
 	codec := bundle.Codec(prof.Spec.Compression.Codec)
-	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level}
+	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level, State: state}
 	factory := NewJSONLayout
 	if f, ok := adapters[prof.Spec.Kind+":"+prof.Spec.Variant]; ok {
 		factory = f
@@ -213,6 +217,7 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	if err != nil {
 		return nil, nil, "", err
 	}
+	res.records += skipped.count() // unchanged documents of a delta's base are records too
 	if res.records == 0 && !run.AllowEmpty {
 		return nil, nil, "", xerr.New(xerr.Empty, "the selection matched no records (%d documents read from %d sources, %d not selected, %d skipped)",
 			c.docs, len(run.Sources), c.ignored, len(res.skipped)).
@@ -240,10 +245,18 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	}
 	progress("finalize", 0, 0, 0)
 	root := prof.Spec.Kind
+	if mf, ok := ad.(ManifestFiller); ok {
+		if err := mf.FillManifest(m); err != nil {
+			return nil, nil, "", err
+		}
+	}
 	if err := e.finalize(ctx, stage, m, run, prof); err != nil {
 		return nil, nil, "", err
 	}
 	name := fmt.Sprintf("%s-%s-%s-%s.tar.zst", prof.Spec.Kind, run.Tenant, prof.Spec.Variant, generated.Format("20060102"))
+	if an, ok := ad.(ArchiveNamer); ok {
+		name = an.ArchiveName(m)
+	}
 	dst := filepath.Join(dir, name)
 	sum, size, err := stage.WriteArchiveFile(dst, bundle.ArchiveOptions{Root: root, Codec: bundle.Zstd, Level: 3})
 	if err != nil {

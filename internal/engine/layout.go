@@ -37,6 +37,8 @@ type AdapterContext struct {
 	Profile exportapi.Profile
 	Codec   bundle.Codec
 	Level   int
+	// State is what the kind:variant's Extension.Begin returned (nil without one).
+	State any
 }
 
 // RegisterAdapter makes a kind:variant available to runs.
@@ -175,6 +177,7 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	}
 	var written int64
 	var checkedPolicy bool
+	origin, _ := ad.(OriginAdapter)
 	err := c.sorter.Merge(func(k, v []byte) error {
 		switch k[0] {
 		case nsID:
@@ -225,6 +228,9 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 				if err := ctx.Err(); err != nil {
 					return err
 				}
+			}
+			if origin != nil {
+				return origin.RecordOrigin(f[0], f[1], f[2], f[3], f[4], v)
 			}
 			return ad.Record(f[0], f[1], v)
 		}

@@ -68,6 +68,15 @@ type Delta struct {
 
 // ManifestCrypt says how the data files of a bundle are encrypted.
 type ManifestCrypt struct {
-	Mode       string   `json:"mode"`
-	Recipients []string `json:"recipients"`
+	// Keys hold the random run key of aes-gcm mode wrapped for each
+	// recipient, sorted by recipient (empty in age mode).
+	Keys       []WrappedKey `json:"keys,omitempty"`
+	Mode       string       `json:"mode"` // age | aes-gcm
+	Recipients []string     `json:"recipients"`
+}
+
+// WrappedKey is a run key encrypted to one recipient.
+type WrappedKey struct {
+	Recipient string `json:"recipient"`
+	Wrapped   string `json:"wrapped"` // base64 (standard) of an age file holding the 32-byte key
 }

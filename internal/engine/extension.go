@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/stellaops/stella/internal/ledger"
+	"github.com/stellaops/stella/pkg/exportapi"
+)
+
+// Extension lets the adapter of a kind:variant take part in the stages
+// around the record stream (the mirror adapter uses it for its chain:
+// sequence, delta base, unchanged documents). Every field is optional.
+type Extension struct {
+	// Prepare runs in Submit before the run is recorded. It may set
+	// run.BaseRunID and run.Extra (parameters that are then fixed for the
+	// run's life), or refuse the run.
+	Prepare func(ctx context.Context, pc PrepareContext) error
+	// Begin runs in a run's build before any evidence is read. What it
+	// returns is handed to the adapter factory as AdapterContext.State; when
+	// it implements DocSkipper, the read stage asks it about every document.
+	Begin func(ctx context.Context, bc BeginContext) (any, error)
+}
+
+// PrepareContext is what Extension.Prepare gets.
+type PrepareContext struct {
+	Run     *exportapi.Run
+	Profile exportapi.Profile
+	Ledger  ledger.Ledger
+}
+
+// BeginContext is what Extension.Begin gets.
+type BeginContext struct {
+	Run     exportapi.Run
+	Profile exportapi.Profile
+	Ledger  ledger.Ledger
+	TempDir string // private scratch space of the run, removed at its end
+	Version string // binary version that writes the bundle
+	// SortBudget is the run's in-memory sort budget (bytes).
+	SortBudget int
+}
+
+// DocSkipper is implemented by an Extension.Begin state that knows some
+// documents already (the base of a delta). A document it reports unchanged
+// still counts towards its source's digest and towards the run's records,
+// but is neither parsed nor handed to the adapter. It is called from
+// several goroutines.
+type DocSkipper interface {
+	SkipUnchanged(source, path, digest string) bool
+}
+
+// OriginAdapter is implemented by adapters that want to know where each
+// record came from: RecordOrigin is then called instead of Record, with the
+// source name, the document path and the record's sequence number within
+// its document ("00000000", ...).
+type OriginAdapter interface {
+	RecordOrigin(stream, id, source, path, seq string, line []byte) error
+}
+
+// ManifestFiller is implemented by adapters that complete export.json
+// before it is written (sequence, delta, expiry, encryption) — after every
+// data file is staged. The contents list, rerun hash and export id are
+// computed after it returns.
+type ManifestFiller interface {
+	FillManifest(m *exportapi.Manifest) error
+}
+
+// ArchiveNamer is implemented by adapters that name their bundle archive.
+type ArchiveNamer interface {
+	ArchiveName(m *exportapi.Manifest) string
+}
+
+var extensions = map[string]Extension{}
+
+// RegisterExtension adds an Extension to a kind:variant.
+func RegisterExtension(kindVariant string, x Extension) { extensions[kindVariant] = x }
+
+type skipperKey struct{}
+
+// skipperCounter counts the documents a DocSkipper reported unchanged.
+type skipperCounter struct {
+	s DocSkipper
+	n atomic.Int64
+}
+
+func (e *Engine) begin(ctx context.Context, run exportapi.Run, prof exportapi.Profile, tmp string) (any, context.Context, *skipperCounter, error) {
+	x, ok := extensions[prof.Spec.Kind+":"+prof.Spec.Variant]
+	if !ok || x.Begin == nil {
+		return nil, ctx, nil, nil
+	}
+	st, err := x.Begin(ctx, BeginContext{Run: run, Profile: prof, Ledger: e.led, TempDir: tmp, Version: e.cfg.Version,
+		SortBudget: e.cfg.SortBudget})
+	if err != nil {
+		return nil, ctx, nil, err
+	}
+	if s, ok := st.(DocSkipper); ok && s != nil {
+		sc := &skipperCounter{s: s}
+		return st, context.WithValue(ctx, skipperKey{}, sc), sc, nil
+	}
+	return st, ctx, nil, nil
+}
+
+func skipperFrom(ctx context.Context) *skipperCounter {
+	sc, _ := ctx.Value(skipperKey{}).(*skipperCounter)
+	return sc
+}
+
+func (sc *skipperCounter) skip(source, path, digest string) bool {
+	if sc == nil || !sc.s.SkipUnchanged(source, path, digest) {
+		return false
+	}
+	sc.n.Add(1)
+	return true
+}
+
+func (sc *skipperCounter) count() int64 {
+	if sc == nil {
+		return 0
+	}
+	return sc.n.Load()
+}
+
+func (e *Engine) prepareExtension(ctx context.Context, run *exportapi.Run, p exportapi.Profile) error {
+	x, ok := extensions[p.Spec.Kind+":"+p.Spec.Variant]
+	if !ok || x.Prepare == nil {
+		return nil
+	}
+	return x.Prepare(ctx, PrepareContext{Run: run, Profile: p, Ledger: e.led})
+}
