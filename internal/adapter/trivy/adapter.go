@@ -62,7 +62,7 @@ func NewAdapter(ctx context.Context, stage *bundle.Stage, bundlePath string, opt
 	if opts.TmpDir == "" && stage != nil {
 		opts.TmpDir = filepath.Dir(stage.Dir())
 	}
-	b, err := NewBuilder(opts)
+	b, err := NewBuilderContext(ctx, opts)
 	if err != nil {
 		return nil, err
 	}

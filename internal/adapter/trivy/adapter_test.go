@@ -3,6 +3,7 @@ package trivy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,5 +74,30 @@ func TestAdapterSkipsBadInput(t *testing.T) {
 	}
 	if _, err := NewAdapter(context.Background(), stage, "", Options{SchemaVersion: 1}); !xerr.Is(err, xerr.UnsupportedSchema) {
 		t.Fatalf("schema 1: %v", err)
+	}
+}
+
+// TestAdapterCancel: a cancelled run stops the conversion workers and
+// Finish reports the cancellation.
+func TestAdapterCancel(t *testing.T) {
+	stage, _ := bundle.NewStage(t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	ad, err := NewAdapter(ctx, stage, "", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := json.Marshal(&record.Advisory{ID: "PYSEC-1", Affected: []record.Affected{{Ecosystem: "PyPI", Package: "z", Ranges: []record.Range{rng("ECOSYSTEM", "i=0", "f=1.0")}}}})
+	ad.Record(AdvisoryStreamPrefix+"s", "PYSEC-1", line)
+	cancel()
+	for i := 0; i < 1000; i++ {
+		if err := ad.Record(AdvisoryStreamPrefix+"s", fmt.Sprintf("PYSEC-%d", i+2), line); err != nil {
+			break
+		}
+	}
+	if err := ad.Finish(); err == nil {
+		t.Fatal("Finish after cancel succeeded")
+	}
+	if _, ok := stage.Entry(DefaultBundlePath); ok {
+		t.Fatal("a cancelled build staged db.bundle")
 	}
 }

@@ -137,6 +137,7 @@ type Metadata struct {
 // Builder turns normalised advisories into a trivy.db. Add every advisory,
 // then call Build once; Close removes the scratch files.
 type Builder struct {
+	ctx     context.Context
 	opts    Options
 	dir     string
 	sorter  *extsort.Sorter
@@ -159,6 +160,12 @@ const keySep = 0
 
 // NewBuilder starts a build.
 func NewBuilder(opts Options) (*Builder, error) {
+	return NewBuilderContext(context.Background(), opts)
+}
+
+// NewBuilderContext starts a build whose conversion workers stop when ctx
+// ends.
+func NewBuilderContext(ctx context.Context, opts Options) (*Builder, error) {
 	if err := CheckSchema(opts.SchemaVersion); err != nil {
 		return nil, err
 	}
@@ -174,7 +181,7 @@ func NewBuilder(opts Options) (*Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Builder{opts: opts, dir: dir, sorter: extsort.New(dir, opts.SortBudget),
+	return &Builder{ctx: ctx, opts: opts, dir: dir, sorter: extsort.New(dir, opts.SortBudget),
 		sources: map[string]DataSource{}, ids: map[string]struct{}{}}, nil
 }
 
@@ -198,12 +205,13 @@ func (b *Builder) Add(a *record.Advisory) error {
 // AddJSON queues one advisory given as its normalised JSON line (the
 // engine's record line); the line is copied.
 func (b *Builder) AddJSON(id string, line []byte) error {
-	return b.enqueue(id, job{line: bytes.Clone(line)})
+	return b.enqueue(id, job{line: bytes.Clone(line), id: id})
 }
 
 type job struct {
 	a    *record.Advisory
 	line []byte
+	id   string // the id the caller gave with the line
 }
 
 func (b *Builder) enqueue(id string, j job) error {
@@ -236,13 +244,30 @@ func (b *Builder) enqueue(id string, j job) error {
 			go b.worker()
 		}
 	}
-	b.jobs <- j
-	return nil
+	select {
+	case b.jobs <- j:
+		return nil
+	case <-b.ctx.Done():
+		return b.ctx.Err()
+	}
 }
 
+// worker converts queued advisories until the queue is closed, or the
+// build's context ends (a run that fails before Build does not leave
+// workers behind).
 func (b *Builder) worker() {
 	defer b.wg.Done()
-	for j := range b.jobs {
+	for {
+		var j job
+		var ok bool
+		select {
+		case j, ok = <-b.jobs:
+		case <-b.ctx.Done():
+			return
+		}
+		if !ok {
+			return
+		}
 		if err := b.process(j); err != nil {
 			b.mu.Lock()
 			if b.err == nil {
@@ -274,7 +299,13 @@ func (b *Builder) process(j job) error {
 	if a == nil {
 		a = &record.Advisory{}
 		if err := json.Unmarshal(j.line, a); err != nil {
-			return fmt.Errorf("trivy: normalised advisory: %w", err)
+			return fmt.Errorf("trivy: normalised advisory %q: %w", j.id, err)
+		}
+		if a.ID != j.id {
+			b.mu.Lock()
+			b.skip(a, &skipError{Invalid: true, Reason: fmt.Sprintf("trivy: record %q holds advisory id %q", j.id, a.ID)})
+			b.mu.Unlock()
+			return nil
 		}
 	}
 	modified, _ := time.Parse(time.RFC3339Nano, a.Modified)
@@ -373,6 +404,9 @@ func (b *Builder) Build(ctx context.Context, dir string) error {
 	b.built = true
 	if err := b.wait(); err != nil {
 		return err
+	}
+	if err := b.ctx.Err(); err != nil {
+		return err // some advisories may not have been converted
 	}
 	for bucket, ds := range b.sources {
 		v, err := json.Marshal(ds)
