@@ -116,12 +116,24 @@ func (a *Adapter) Finish() error {
 // reason and whether the input is malformed (Invalid).
 func (a *Adapter) Skips() []Skip { return a.b.Skips() }
 
-// Skipped is Skips as export.json `skipped[]` entries.
-func (a *Adapter) Skipped() []exportapi.Skipped {
-	s := a.b.Skips()
-	out := make([]exportapi.Skipped, len(s))
-	for i, k := range s {
-		out[i] = exportapi.Skipped{Source: k.Source, Path: k.Path, Digest: k.Digest, Reason: k.Reason}
+// Skipped lists every advisory read but not written, as export.json
+// `skipped[]` entries (sorted by source, path). Withdrawn advisories are
+// not listed.
+func (a *Adapter) Skipped() []exportapi.Skipped { return toSkipped(a.b.Skips(), false) }
+
+// Invalid is the part of Skipped that is malformed input (an unparsable
+// range or version, an unknown ecosystem, ...): without --skip-invalid the
+// engine fails the run on these; the rest of Skipped is valid OSV that
+// trivy's schema cannot hold (only GIT ranges, only modular packages, ...).
+func (a *Adapter) Invalid() []exportapi.Skipped { return toSkipped(a.b.Skips(), true) }
+
+func toSkipped(s []Skip, invalidOnly bool) []exportapi.Skipped {
+	out := []exportapi.Skipped{}
+	for _, k := range s {
+		if invalidOnly && !k.Invalid {
+			continue
+		}
+		out = append(out, exportapi.Skipped{Source: k.Source, Path: k.Path, Digest: k.Digest, Reason: k.Reason})
 	}
 	return out
 }

@@ -51,6 +51,9 @@ func TestAdapterSkipsBadInput(t *testing.T) {
 		sk[1].Path != "a/PYSEC-2.json" || !strings.Contains(sk[1].Reason, "not-a-version!") || sk[1].Digest != "sha256:2" || sk[1].Source != "s" {
 		t.Fatalf("skipped %+v", sk)
 	}
+	if len(ad.Invalid()) != 2 {
+		t.Fatalf("invalid %+v", ad.Invalid())
+	}
 	for _, s := range ad.Skips() {
 		if !s.Invalid {
 			t.Errorf("%s should be invalid input", s.ID)

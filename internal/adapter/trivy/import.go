@@ -109,38 +109,32 @@ func CheckDB(dbPath string) (DBInfo, error) {
 	return info, nil
 }
 
-// Import installs a db.bundle into a trivy cache: it reads metadata.json
-// and trivy.db from the bundle into temporary files in <cacheDir>/db,
-// checks the schema version and that the DB opens read-only with the
-// buckets trivy needs, then renames both into place (trivy.db first, then
-// metadata.json). The cache is unchanged when any check fails. After it,
-// `trivy --cache-dir <cacheDir> --skip-db-update ...` scans with the DB.
-func Import(bundlePath, cacheDir string) error {
+// extract reads metadata.json and trivy.db of a db.bundle into temporary
+// files in dir and checks them: schema version 2, a bolt file that opens
+// read-only with the buckets trivy needs. On success it returns the temp
+// paths by file name; the caller removes or renames them.
+func extract(bundlePath, dir string) (tmps map[string]string, md Metadata, info DBInfo, err error) {
+	tmps = map[string]string{}
+	defer func() {
+		if err != nil {
+			for _, p := range tmps {
+				os.Remove(p)
+			}
+			tmps = nil
+		}
+	}()
 	f, err := os.Open(bundlePath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return xerr.New(xerr.InvalidInput, "no Trivy DB bundle at %s", bundlePath).
+			return tmps, md, info, xerr.New(xerr.InvalidInput, "no Trivy DB bundle at %s", bundlePath).
 				WithHint("pass the db.bundle of a trivy:db export (inside the bundle at %s)", DefaultBundlePath)
 		}
-		return xerr.Wrap(xerr.InvalidInput, err, "open %s", bundlePath)
+		return tmps, md, info, xerr.Wrap(xerr.InvalidInput, err, "open %s", bundlePath)
 	}
 	defer f.Close()
-	if cacheDir == "" {
-		return xerr.New(xerr.InvalidInput, "no cache directory given").WithHint("pass --cache-dir, the directory trivy is run with (--cache-dir)")
-	}
-	dbDir := filepath.Join(cacheDir, "db")
-	if err := os.MkdirAll(dbDir, 0o755); err != nil {
-		return xerr.Wrap(xerr.InvalidInput, err, "create %s", dbDir)
-	}
-	tmps := map[string]string{} // file name -> temp path
-	defer func() {
-		for _, p := range tmps {
-			os.Remove(p)
-		}
-	}()
 	zr, err := gzip.NewReader(f)
 	if err != nil {
-		return xerr.Wrap(xerr.Verify, err, "%s is not a gzip tar (db.bundle)", bundlePath)
+		return tmps, md, info, xerr.Wrap(xerr.Verify, err, "%s is not a gzip tar (db.bundle)", bundlePath)
 	}
 	tr := tar.NewReader(zr)
 	for {
@@ -149,27 +143,27 @@ func Import(bundlePath, cacheDir string) error {
 			break
 		}
 		if err != nil {
-			return xerr.Wrap(xerr.Verify, err, "%s: tar", bundlePath)
+			return tmps, md, info, xerr.Wrap(xerr.Verify, err, "%s: tar", bundlePath)
 		}
 		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
 		if h.Typeflag == tar.TypeDir && name == "." {
 			continue
 		}
 		if name != DBFile && name != MetadataFile {
-			return xerr.New(xerr.Verify, "%s: unexpected entry %q (a db.bundle holds %s and %s only)", bundlePath, h.Name, MetadataFile, DBFile)
+			return tmps, md, info, xerr.New(xerr.Verify, "%s: unexpected entry %q (a db.bundle holds %s and %s only)", bundlePath, h.Name, MetadataFile, DBFile)
 		}
 		if h.Typeflag != tar.TypeReg {
-			return xerr.New(xerr.Verify, "%s: %s is not a regular file", bundlePath, h.Name)
+			return tmps, md, info, xerr.New(xerr.Verify, "%s: %s is not a regular file", bundlePath, h.Name)
 		}
 		if _, dup := tmps[name]; dup {
-			return xerr.New(xerr.Verify, "%s: %s appears twice", bundlePath, name)
+			return tmps, md, info, xerr.New(xerr.Verify, "%s: %s appears twice", bundlePath, name)
 		}
 		if name == MetadataFile && h.Size > maxMetadata {
-			return xerr.New(xerr.Verify, "%s: %s is %d bytes; trivy metadata is a few hundred", bundlePath, name, h.Size)
+			return tmps, md, info, xerr.New(xerr.Verify, "%s: %s is %d bytes; trivy metadata is a few hundred", bundlePath, name, h.Size)
 		}
-		tf, err := os.CreateTemp(dbDir, "."+name+".import-*")
+		tf, err := os.CreateTemp(dir, "."+name+".import-*")
 		if err != nil {
-			return xerr.Wrap(xerr.InvalidInput, err, "write into %s", dbDir)
+			return tmps, md, info, xerr.Wrap(xerr.InvalidInput, err, "write into %s", dir)
 		}
 		tmps[name] = tf.Name()
 		n, err := io.Copy(tf, tr)
@@ -183,24 +177,71 @@ func Import(bundlePath, cacheDir string) error {
 			err = cerr
 		}
 		if err != nil {
-			return xerr.Wrap(xerr.Verify, err, "%s: extract %s", bundlePath, name)
+			return tmps, md, info, xerr.Wrap(xerr.Verify, err, "%s: extract %s", bundlePath, name)
 		}
 	}
 	for _, n := range []string{MetadataFile, DBFile} {
 		if _, ok := tmps[n]; !ok {
-			return xerr.New(xerr.Verify, "%s has no %s (a db.bundle holds %s and %s)", bundlePath, n, MetadataFile, DBFile)
+			return tmps, md, info, xerr.New(xerr.Verify, "%s has no %s (a db.bundle holds %s and %s)", bundlePath, n, MetadataFile, DBFile)
 		}
 	}
 	mb, err := os.ReadFile(tmps[MetadataFile])
 	if err != nil {
-		return xerr.Wrap(xerr.Internal, err, "read %s", MetadataFile)
+		return tmps, md, info, xerr.Wrap(xerr.Internal, err, "read %s", MetadataFile)
 	}
-	if _, err := CheckMetadata(mb); err != nil {
+	if md, err = CheckMetadata(mb); err != nil {
+		return tmps, md, info, err
+	}
+	if info, err = CheckDB(tmps[DBFile]); err != nil {
+		return tmps, md, info, err
+	}
+	return tmps, md, info, nil
+}
+
+// VerifyBundle checks a db.bundle the way Import does (schema version,
+// bolt file opening read-only, the buckets trivy needs) without installing
+// it; the files are extracted under tmpDir ("" = os.TempDir()) and removed.
+// It is the check of `stella export verify --trivy`.
+func VerifyBundle(bundlePath, tmpDir string) (Metadata, DBInfo, error) {
+	dir, err := os.MkdirTemp(tmpDir, "trivy-verify-")
+	if err != nil {
+		return Metadata{}, DBInfo{}, xerr.Wrap(xerr.Internal, err, "temporary directory")
+	}
+	defer os.RemoveAll(dir)
+	_, md, info, err := extract(bundlePath, dir)
+	return md, info, err
+}
+
+// Import installs a db.bundle into a trivy cache: it reads metadata.json
+// and trivy.db from the bundle into temporary files in <cacheDir>/db,
+// checks the schema version and that the DB opens read-only with the
+// buckets trivy needs, then renames both into place (trivy.db first, then
+// metadata.json). The cache is unchanged when any check fails. After it,
+// `trivy --cache-dir <cacheDir> --skip-db-update ...` scans with the DB.
+func Import(bundlePath, cacheDir string) error {
+	if cacheDir == "" {
+		return xerr.New(xerr.InvalidInput, "no cache directory given").WithHint("pass --cache-dir, the directory trivy is run with (--cache-dir)")
+	}
+	if _, err := os.Stat(bundlePath); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return xerr.New(xerr.InvalidInput, "no Trivy DB bundle at %s", bundlePath).
+				WithHint("pass the db.bundle of a trivy:db export (inside the bundle at %s)", DefaultBundlePath)
+		}
+		return xerr.Wrap(xerr.InvalidInput, err, "open %s", bundlePath)
+	}
+	dbDir := filepath.Join(cacheDir, "db")
+	if err := os.MkdirAll(dbDir, 0o755); err != nil {
+		return xerr.Wrap(xerr.InvalidInput, err, "create %s", dbDir)
+	}
+	tmps, _, _, err := extract(bundlePath, dbDir)
+	if err != nil {
 		return err
 	}
-	if _, err := CheckDB(tmps[DBFile]); err != nil {
-		return err
-	}
+	defer func() {
+		for _, p := range tmps {
+			os.Remove(p)
+		}
+	}()
 	for _, n := range []string{DBFile, MetadataFile} {
 		if err := os.Chmod(tmps[n], 0o644); err != nil {
 			return xerr.Wrap(xerr.Internal, err, "install %s", n)

@@ -38,6 +38,10 @@ func TestImport(t *testing.T) {
 	dir, _ := build(t, advs, Options{})
 	bundlePath := filepath.Join(dir, "db.bundle")
 
+	md, info, err := VerifyBundle(bundlePath, t.TempDir())
+	if err != nil || md.Version != 2 || info.Vulnerabilities != 1 || len(info.AdvisoryBuckets) != 1 {
+		t.Fatalf("verify: %+v %+v %v", md, info, err)
+	}
 	cache := t.TempDir()
 	if err := Import(bundlePath, cache); err != nil {
 		t.Fatal(err)
@@ -59,7 +63,7 @@ func TestImport(t *testing.T) {
 	// Schema 1: refused with the versions that read it; the cache is unchanged.
 	before := sha(t, filepath.Join(cache, "db", MetadataFile))
 	old := tgz(t, map[string][]byte{MetadataFile: []byte(`{"Version":1,"NextUpdate":"2022-01-01T00:00:00Z"}`), DBFile: dbBytes}, MetadataFile, DBFile)
-	err := Import(old, cache)
+	err = Import(old, cache)
 	if !xerr.Is(err, xerr.UnsupportedSchema) || !strings.Contains(err.Error(), "v0.22") {
 		t.Fatalf("schema 1: %v", err)
 	}
