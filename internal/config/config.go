@@ -163,19 +163,22 @@ func Load(file string) (*Config, error) {
 				WithHint("create it (docs/config.md) or leave out --config")
 		}
 	}
+	// A list cannot come from one variable as YAML: STELLA_EXPORTCENTER_SOURCES
+	// is name=path,name=path.
+	if s := os.Getenv("STELLA_EXPORTCENTER_SOURCES"); s != "" {
+		var list []map[string]any
+		for _, kv := range strings.Split(s, ",") {
+			n, p, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || n == "" || p == "" {
+				return nil, xerr.New(xerr.InvalidInput, "STELLA_EXPORTCENTER_SOURCES: %q is not name=path", kv).
+					WithHint("use name=path,name=path")
+			}
+			list = append(list, map[string]any{"Name": n, "Path": p})
+		}
+		v.Set("ExportCenter.Sources", list)
+	}
 	if err := v.Unmarshal(cfg); err != nil {
 		return nil, xerr.Wrap(xerr.InvalidInput, err, "config %s", cfg.File).WithHint("docs/config.md lists the keys and their types")
-	}
-	// Env overrides of a list are given as name=path,name=path.
-	if s := os.Getenv("STELLA_EXPORTCENTER_SOURCES"); s != "" {
-		cfg.ExportCenter.Sources = nil
-		for _, kv := range strings.Split(s, ",") {
-			n, p, ok := strings.Cut(kv, "=")
-			if !ok {
-				return nil, xerr.New(xerr.InvalidInput, "STELLA_EXPORTCENTER_SOURCES: %q is not name=path", kv)
-			}
-			cfg.ExportCenter.Sources = append(cfg.ExportCenter.Sources, Source{Name: n, Path: p})
-		}
 	}
 	ec := &cfg.ExportCenter
 	if ec.DataDir == "" {
