@@ -3,6 +3,7 @@ module github.com/stellaops/stella
 go 1.26.8
 
 require (
+	filippo.io/age v1.2.1 // indirect
 	github.com/aquasecurity/go-gem-version v0.0.0-20201115065557-8eed6fe000ce // indirect
 	github.com/aquasecurity/go-npm-version v0.0.2 // indirect
 	github.com/aquasecurity/go-pep440-version v0.0.2-0.20260224065243-f9bba28c51a4 // indirect
