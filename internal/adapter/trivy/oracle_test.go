@@ -546,10 +546,12 @@ func ids(vs []trivyVuln) []string {
 	return out
 }
 
-// writeAlmaRootfs writes a minimal AlmaLinux root filesystem whose package
-// list is the rpm manifest trivy reads (var/lib/rpmmanifest/
-// container-manifest-2, `rpm -qa` output; see docs/trivy.md).
-func writeAlmaRootfs(t testing.TB, dir, major string, pkgs map[string]string) {
+// writeAlmaRootfs writes a minimal AlmaLinux root filesystem. Its installed
+// packages are an rpm database (var/lib/rpm/Packages.db, rpm's ndb format)
+// when ndb is set, else the rpm manifest trivy also reads
+// (var/lib/rpmmanifest/container-manifest-2, `rpm -qa` output); see
+// docs/trivy.md.
+func writeAlmaRootfs(t testing.TB, dir, major string, pkgs map[string]string, ndb bool) {
 	t.Helper()
 	ver := major + ".5"
 	files := map[string]string{
@@ -572,7 +574,14 @@ func writeAlmaRootfs(t testing.TB, dir, major string, pkgs map[string]string) {
 		// NAME VERSION-RELEASE INSTALLTIME BUILDTIME VENDOR (none) SIZE ARCH EPOCHNUM SOURCERPM
 		lines = append(lines, strings.Join([]string{n, evr, "1700000000", "1700000000", "AlmaLinux", "(none)", "1024", "x86_64", epoch, n + "-" + evr + ".src.rpm"}, "\t"))
 	}
-	files["var/lib/rpmmanifest/container-manifest-2"] = strings.Join(lines, "\n") + "\n"
+	if ndb {
+		if err := os.MkdirAll(filepath.Join(dir, "var", "lib", "rpm"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeRPMNDB(t, filepath.Join(dir, "var", "lib", "rpm", "Packages.db"), pkgs)
+	} else {
+		files["var/lib/rpmmanifest/container-manifest-2"] = strings.Join(lines, "\n") + "\n"
+	}
 	for p, body := range files {
 		full := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -641,8 +650,9 @@ func TestTrivyOracleAlmaLinux(t *testing.T) {
 			fixed[c.pkg] = c.fixed
 		}
 		in, fx := t.TempDir(), t.TempDir()
-		writeAlmaRootfs(t, in, major, inside)
-		writeAlmaRootfs(t, fx, major, fixed)
+		// AlmaLinux 8 with an rpm database, 9 with the rpm manifest.
+		writeAlmaRootfs(t, in, major, inside, major == "8")
+		writeAlmaRootfs(t, fx, major, fixed, major == "8")
 		fIn := runTrivy(t, bin, cache, "rootfs", in)
 		fFx := runTrivy(t, bin, cache, "rootfs", fx)
 		var all, allFx []trivyVuln
