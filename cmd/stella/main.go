@@ -19,6 +19,12 @@ func main() {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(160 << 20)
 	}
+	// Runs allocate a lot of short-lived garbage (one parse per document);
+	// with the heap capped above, a lazier collector costs no peak memory
+	// and saves about a quarter of a run's time. GOGC overrides it.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(400)
+	}
 	os.Exit(run())
 }
 

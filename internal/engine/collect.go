@@ -179,7 +179,9 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 	}
 	workers := e.cfg.Workers
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		// Twice the cores: the walker blocks in file reads, so extra
+		// parsers keep the CPUs busy. Output does not depend on it.
+		workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
