@@ -63,10 +63,10 @@ type Options struct {
 	// TmpDir holds the sort runs and the DB while it is built ("" = os.TempDir()).
 	TmpDir string
 	// SortBudget is the memory for buffered key/values before they are
-	// spilled to sorted runs on disk (0: 32 MiB).
+	// spilled to sorted runs on disk (0: 16 MiB).
 	SortBudget int
 	// TxBytes is how many key/value bytes go into one bbolt write
-	// transaction; it bounds the memory of the write (0: 16 MiB). It is part
+	// transaction; it bounds the memory of the write (0: 4 MiB). It is part
 	// of the layout: the same value gives the same bytes.
 	TxBytes int
 	// GzipLevel of db.bundle (0: gzip default).
@@ -81,10 +81,10 @@ func (o Options) withDefaults() Options {
 		o.NextUpdateInterval = DefaultNextUpdateInterval
 	}
 	if o.SortBudget <= 0 {
-		o.SortBudget = 32 << 20
+		o.SortBudget = 16 << 20
 	}
 	if o.TxBytes <= 0 {
-		o.TxBytes = 16 << 20
+		o.TxBytes = 4 << 20
 	}
 	return o
 }
