@@ -65,6 +65,10 @@ type VerifyOptions struct {
 	Now    time.Time // for the expiry check; zero = skip it
 	// KeepMeta also keeps these extra bundle paths in Report.Meta (small files only).
 	KeepMeta func(rel string) bool
+	// Tap, when set, is asked for every file; a writer it returns gets a
+	// copy of the file's bytes as they are read (in the same single pass)
+	// and is closed after the file; a Close error fails the verification.
+	Tap func(rel string) io.WriteCloser
 }
 
 const maxMeta = 64 << 20
@@ -87,7 +91,18 @@ func Verify(p string, opt VerifyOptions) *Report {
 			w = io.MultiWriter(h, buf)
 			r = io.LimitReader(r, maxMeta+1)
 		}
+		var tap io.WriteCloser
+		if opt.Tap != nil {
+			if tap = opt.Tap(rel); tap != nil {
+				w = io.MultiWriter(w, tap)
+			}
+		}
 		n, err := io.Copy(w, r)
+		if tap != nil {
+			if cerr := tap.Close(); err == nil {
+				err = cerr
+			}
+		}
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,621 @@
+package mirror
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/stellaops/stella/internal/bundle"
+	"github.com/stellaops/stella/internal/canon"
+	"github.com/stellaops/stella/internal/crypt"
+	"github.com/stellaops/stella/internal/engine"
+	"github.com/stellaops/stella/internal/extsort"
+	"github.com/stellaops/stella/internal/mirror"
+	"github.com/stellaops/stella/internal/xerr"
+	"github.com/stellaops/stella/pkg/exportapi"
+)
+
+func init() {
+	for _, v := range []string{"full", "delta"} {
+		engine.RegisterAdapter("mirror:"+v, newAdapter)
+		engine.RegisterExtension("mirror:"+v, engine.Extension{Prepare: prepare, Begin: begin})
+	}
+}
+
+// adapter writes a mirror bundle: the json data layout (every record for a
+// full bundle, only added and changed ones for a delta), then indexes,
+// tombstones (deltas) and the README.
+type adapter struct {
+	ac     engine.AdapterContext
+	st     *runState
+	layout engine.Adapter
+	idx    *extsort.Sorter
+	header mirror.IndexHeader
+
+	// delta: base finding entries, read forward as the evaluations stream comes in id order
+	baseFind     *mirror.IndexReader
+	baseFindCur  mirror.Entry
+	baseFindOK   bool
+	baseFindDone bool
+	basePolicy   map[string]mirror.Entry
+	closers      []io.Closer
+
+	delta *exportapi.Delta
+	// delta: records are spooled (stream, id, source, path, seq -> line) and
+	// written at Finish, once duplicates against unchanged base documents
+	// are resolved.
+	spool   *extsort.Sorter
+	drop    map[string]bool // "source\x00path" of documents left out as duplicates
+	skipped []exportapi.Skipped
+}
+
+// Index sort-key parts of one record.
+const (
+	partWithdrawn = 'n' // from the normalised advisory: it is withdrawn
+	partEntry     = 'r' // the record was written: its index entry
+	partSame      = 'u' // delta: the record is in the evidence and equal to the base's
+)
+
+func newAdapter(ac engine.AdapterContext) (engine.Adapter, error) {
+	st, ok := ac.State.(*runState)
+	if !ok || st == nil {
+		return nil, xerr.New(xerr.Internal, "mirror adapter without its run state")
+	}
+	layout, err := engine.NewJSONLayout(ac)
+	if err != nil {
+		return nil, err
+	}
+	budget := st.budget / 4
+	if budget < 4<<20 {
+		budget = 4 << 20
+	}
+	inc := slices.Clone(ac.Profile.Spec.Include)
+	sort.Strings(inc)
+	a := &adapter{ac: ac, st: st, layout: layout, idx: extsort.New(filepath.Join(st.tmp, "index"), budget),
+		header: mirror.IndexHeader{Compression: mirror.Compression{Codec: string(ac.Codec), Level: ac.Level}, Include: inc}}
+	if st.base != nil {
+		if err := a.openBase(); err != nil {
+			return nil, err
+		}
+		a.spool = extsort.New(filepath.Join(st.tmp, "spool"), budget)
+		a.drop = map[string]bool{}
+	}
+	return a, nil
+}
+
+func (a *adapter) openBase() error {
+	a.basePolicy = map[string]mirror.Entry{}
+	it := mirror.OpenIndexes(a.st.base.dir)
+	defer it.Close()
+	for {
+		e, ok, err := it.Next()
+		if err != nil {
+			return baseMissing("base state: %v", err)
+		}
+		if !ok {
+			break
+		}
+		if e.Kind == mirror.KindPolicy {
+			a.basePolicy[e.ID] = e
+		}
+	}
+	f, err := openFile(filepath.Join(a.st.base.dir, filepath.FromSlash(mirror.IndexPath("findings"))))
+	if err != nil {
+		return baseMissing("base findings index: %v", err)
+	}
+	a.closers = append(a.closers, f)
+	r, err := mirror.OpenIndex(f)
+	if err != nil {
+		return baseMissing("base findings index: %v", err)
+	}
+	a.baseFind = r
+	a.nextBaseFinding()
+	return nil
+}
+
+func (a *adapter) nextBaseFinding() {
+	if a.baseFindDone {
+		a.baseFindOK = false
+		return
+	}
+	e, ok, err := a.baseFind.Next()
+	if err != nil || !ok || e.Kind != mirror.KindFinding {
+		a.baseFindDone, a.baseFindOK = true, false
+		return
+	}
+	a.baseFindCur, a.baseFindOK = e, true
+}
+
+// baseFinding returns the base's entry of a finding id (ids come in order).
+func (a *adapter) baseFinding(id string) (mirror.Entry, bool) {
+	for a.baseFindOK && a.baseFindCur.ID < id {
+		a.nextBaseFinding()
+	}
+	if a.baseFindOK && a.baseFindCur.ID == id {
+		return a.baseFindCur, true
+	}
+	return mirror.Entry{}, false
+}
+
+func sameEntry(x, y mirror.Entry) bool {
+	return x.Digest == y.Digest && x.File == y.File && x.Source == y.Source && x.Path == y.Path && x.Line == y.Line &&
+		x.Withdrawn == y.Withdrawn
+}
+
+func (a *adapter) Record(stream, id string, line []byte) error {
+	return fmt.Errorf("internal: mirror adapter needs record origins")
+}
+
+func (a *adapter) addIndex(kind, id string, part byte, e *mirror.Entry) error {
+	k := make([]byte, 0, len(kind)+len(id)+3)
+	k = append(k, kind...)
+	k = append(k, 0)
+	k = append(k, id...)
+	k = append(k, 0, part)
+	var v []byte
+	if e != nil {
+		b, err := canon.Fast(e)
+		if err != nil {
+			return err
+		}
+		v = b
+	}
+	return a.idx.Add(k, v)
+}
+
+var withdrawnKey = []byte(`"withdrawn":"`)
+
+// RecordOrigin implements engine.OriginAdapter.
+func (a *adapter) RecordOrigin(stream, id, source, path, seq string, line []byte) error {
+	codec := a.ac.Codec
+	switch {
+	case strings.HasPrefix(stream, "normalized/advisories/"):
+		if bytes.Contains(line, withdrawnKey) {
+			if err := a.addIndex(mirror.KindAdvisory, id, partWithdrawn, nil); err != nil {
+				return err
+			}
+		}
+	case strings.HasPrefix(stream, "raw/advisories/"), strings.HasPrefix(stream, "raw/vex/"):
+		kind := mirror.KindAdvisory
+		if strings.HasPrefix(stream, "raw/vex/") {
+			kind = mirror.KindVEX
+		}
+		d, err := mirror.TopString(line, "digest")
+		if err != nil {
+			return fmt.Errorf("mirror index: %s %s: %w", stream, id, err)
+		}
+		e := mirror.Entry{Kind: kind, ID: id, Digest: d, File: engine.DataPath(stream, codec), Source: source, Path: path}
+		if err := a.addIndex(kind, id, partEntry, &e); err != nil {
+			return err
+		}
+	case strings.HasPrefix(stream, "raw/sboms/"):
+		e := mirror.Entry{Kind: mirror.KindSBOM, ID: id, Digest: digestOf(line), File: engine.DataPath(stream, codec), Source: source, Path: path}
+		if err := a.addIndex(mirror.KindSBOM, id, partEntry, &e); err != nil {
+			return err
+		}
+	case stream == "policy/snapshot":
+		e := mirror.Entry{Kind: mirror.KindPolicy, ID: id, Digest: digestOf(line), File: engine.DataPath(stream, codec), Source: source, Path: path}
+		if a.st.base != nil {
+			if b, ok := a.basePolicy[id]; ok && sameEntry(b, e) {
+				return a.addIndex(mirror.KindPolicy, id, partSame, nil)
+			}
+		}
+		if err := a.addIndex(mirror.KindPolicy, id, partEntry, &e); err != nil {
+			return err
+		}
+	case stream == "policy/evaluations":
+		var n int64
+		fmt.Sscan(seq, &n)
+		e := mirror.Entry{Kind: mirror.KindFinding, ID: id, Digest: digestOf(line), File: engine.DataPath(stream, codec),
+			Source: source, Path: path, Line: n + 1}
+		if a.st.base != nil {
+			if b, ok := a.baseFinding(id); ok && sameEntry(b, e) {
+				return a.addIndex(mirror.KindFinding, id, partSame, nil)
+			}
+		}
+		if err := a.addIndex(mirror.KindFinding, id, partEntry, &e); err != nil {
+			return err
+		}
+	}
+	if a.spool != nil {
+		return a.spool.Add(spoolKey(stream, id, source, path, seq), line)
+	}
+	return a.layout.Record(stream, id, line)
+}
+
+func spoolKey(parts ...string) []byte {
+	return []byte(strings.Join(parts, "\x00"))
+}
+
+// replay writes the spooled records of a delta, leaving out dropped documents.
+func (a *adapter) replay() error {
+	defer a.spool.Close()
+	return a.spool.Merge(func(k, v []byte) error {
+		f := strings.Split(string(k), "\x00")
+		if len(f) != 5 {
+			return fmt.Errorf("internal: spool key %q", k)
+		}
+		if a.drop[f[2]+"\x00"+f[3]] {
+			return nil
+		}
+		return a.layout.Record(f[0], f[1], v)
+	})
+}
+
+// current is one record of this run, grouped from the index sort.
+type current struct {
+	kind, id  string
+	entry     mirror.Entry
+	written   bool
+	same      bool
+	withdrawn bool
+}
+
+// currentIter groups the index sorter's pairs by record.
+type currentIter struct {
+	ch   chan current
+	errc chan error
+	stop chan struct{}
+}
+
+func (a *adapter) iterate() *currentIter {
+	it := &currentIter{ch: make(chan current, 256), errc: make(chan error, 1), stop: make(chan struct{})}
+	go func() {
+		defer close(it.ch)
+		var cur *current
+		flush := func() bool {
+			if cur == nil {
+				return true
+			}
+			if cur.written {
+				cur.entry.Withdrawn = cur.withdrawn
+			}
+			select {
+			case it.ch <- *cur:
+				return true
+			case <-it.stop:
+				return false
+			}
+		}
+		errStop := fmt.Errorf("stopped")
+		err := a.idx.Merge(func(k, v []byte) error {
+			parts := bytes.SplitN(k, []byte{0}, 3)
+			if len(parts) != 3 || len(parts[2]) != 1 {
+				return fmt.Errorf("internal: index key %q", k)
+			}
+			kind, id := string(parts[0]), string(parts[1])
+			if cur == nil || cur.kind != kind || cur.id != id {
+				if !flush() {
+					return errStop
+				}
+				cur = &current{kind: kind, id: id}
+			}
+			switch parts[2][0] {
+			case partWithdrawn:
+				cur.withdrawn = true
+			case partSame:
+				cur.same = true
+			case partEntry:
+				if err := jsonUnmarshal(v, &cur.entry); err != nil {
+					return err
+				}
+				cur.written = true
+			}
+			return nil
+		})
+		if err == nil {
+			flush()
+		}
+		if err == errStop {
+			err = nil
+		}
+		it.errc <- err
+	}()
+	return it
+}
+
+func (it *currentIter) close() { close(it.stop) }
+
+// Finish closes the data files and writes the indexes (and, for a delta,
+// the tombstones), then the README.
+func (a *adapter) Finish() error {
+	defer func() {
+		for _, c := range a.closers {
+			c.Close()
+		}
+		a.idx.Close()
+	}()
+	if a.spool == nil {
+		if err := a.layout.Finish(); err != nil {
+			return err
+		}
+	}
+	iw, err := a.newIndexes()
+	if err != nil {
+		return err
+	}
+	it := a.iterate()
+	defer it.close()
+	if a.st.base == nil {
+		for c := range it.ch {
+			if !c.written {
+				if c.withdrawn {
+					return fmt.Errorf("internal: withdrawn mark without a raw record for advisory %q", c.id)
+				}
+				continue
+			}
+			if err := iw.add(c.entry); err != nil {
+				return err
+			}
+		}
+	} else if err := a.classify(it.ch, iw); err != nil {
+		return err
+	}
+	if err := <-it.errc; err != nil {
+		return err
+	}
+	if err := iw.close(); err != nil {
+		return err
+	}
+	if a.spool != nil {
+		if err := a.replay(); err != nil {
+			return err
+		}
+		if err := a.layout.Finish(); err != nil {
+			return err
+		}
+	}
+	return a.ac.Stage.Put("README.md", "text/markdown", []byte(mirror.Readme), 0)
+}
+
+// classify compares the records of this run with the base state: added,
+// changed, unchanged, removed. Both streams come in (kind, id) order.
+func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
+	b := a.st.base
+	bit := mirror.OpenIndexes(b.dir)
+	defer bit.Close()
+	nextBase := func() (mirror.Entry, bool, error) { return bit.Next() }
+	be, bok, err := nextBase()
+	if err != nil {
+		return err
+	}
+	c, cok := <-cur
+	d := &exportapi.Delta{Added: []string{}, Changed: []string{}, Removed: []string{}}
+	var tombs []mirror.Tombstone
+	withdrawnNow := func(e mirror.Entry, base *mirror.Entry) {
+		if e.Kind == mirror.KindAdvisory && e.Withdrawn && (base == nil || !base.Withdrawn) {
+			t := mirror.Tombstone{Kind: e.Kind, ID: e.ID, Reason: mirror.ReasonWithdrawn, Digest: e.Digest, File: e.File, Source: e.Source, Path: e.Path}
+			if base != nil {
+				t.Digest, t.File, t.Source, t.Path = base.Digest, base.File, base.Source, base.Path
+			}
+			tombs = append(tombs, t)
+		}
+	}
+	for bok || cok {
+		var cmp int
+		switch {
+		case !bok:
+			cmp = 1
+		case !cok:
+			cmp = -1
+		default:
+			cmp = mirror.Compare(be.Kind, be.ID, c.kind, c.id)
+		}
+		switch {
+		case cmp < 0: // only in the base
+			if !b.seenEntry(be) {
+				d.Removed = append(d.Removed, be.Key())
+				tombs = append(tombs, mirror.Tombstone{Kind: be.Kind, ID: be.ID, Reason: mirror.ReasonRemoved, Digest: be.Digest,
+					File: be.File, Source: be.Source, Path: be.Path})
+			}
+			if be, bok, err = nextBase(); err != nil {
+				return err
+			}
+		case cmp > 0: // only in this run
+			if c.written {
+				d.Added = append(d.Added, c.entry.Key())
+				withdrawnNow(c.entry, nil)
+				if err := iw.add(c.entry); err != nil {
+					return err
+				}
+			} else if c.same {
+				return fmt.Errorf("internal: %s:%s marked unchanged but not in the base", c.kind, c.id)
+			}
+			c, cok = <-cur
+		default: // in both
+			dup := c.written && b.seenEntry(be)
+			if dup {
+				// The base's unchanged document and a new one share the id: as
+				// in a full run, the first by source and path is kept.
+				keepNew := c.entry.Source < be.Source || (c.entry.Source == be.Source && c.entry.Path < be.Path)
+				kept, left := be, c.entry
+				if keepNew {
+					kept, left = c.entry, be
+				}
+				reason := fmt.Sprintf("duplicate %s id %q: also in source %q at %s (kept)", c.kind, c.id, kept.Source, kept.Path)
+				if !a.ac.Run.SkipInvalid {
+					return xerr.New(xerr.InvalidInput, "source %q: %s: %s", left.Source, left.Path, reason).
+						WithHint("remove one of the two documents, narrow the run with --selector source=…, or rerun with --skip-invalid to keep the first")
+				}
+				a.skipped = append(a.skipped, exportapi.Skipped{Source: left.Source, Path: left.Path, Reason: reason})
+				if !keepNew {
+					a.drop[c.entry.Source+"\x00"+c.entry.Path] = true
+				}
+				dup = !keepNew
+			}
+			switch {
+			case dup: // the base's record stays
+			case c.written:
+				d.Changed = append(d.Changed, c.entry.Key())
+				withdrawnNow(c.entry, &be)
+				if err := iw.add(c.entry); err != nil {
+					return err
+				}
+			}
+			if be, bok, err = nextBase(); err != nil {
+				return err
+			}
+			c, cok = <-cur
+		}
+	}
+	for _, l := range [][]string{d.Added, d.Changed, d.Removed} {
+		sort.Strings(l)
+	}
+	slices.SortFunc(tombs, func(x, y mirror.Tombstone) int { return mirror.Compare(x.Kind, x.ID, y.Kind, y.ID) })
+	f, err := a.ac.Stage.Create(mirror.TombstonesPath, "application/jsonl")
+	if err != nil {
+		return err
+	}
+	if err := mirror.WriteTombstones(f, tombs); err != nil {
+		f.Abort()
+		return err
+	}
+	f.AddRecords(int64(len(tombs)))
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d.BaseExportID, d.BaseManifestDigest = b.manifest.ExportID, b.manifestDigest
+	a.delta = d
+	return nil
+}
+
+// indexSet writes the four index files of a bundle, in order.
+type indexSet struct {
+	a    *adapter
+	i    int
+	f    *bundle.File
+	w    *mirror.IndexWriter
+	done bool
+}
+
+func (a *adapter) newIndexes() (*indexSet, error) { return &indexSet{a: a, i: -1}, nil }
+
+func (s *indexSet) advanceTo(name string) error {
+	for s.i < 0 || mirror.IndexNames[s.i] != name {
+		if err := s.closeCurrent(); err != nil {
+			return err
+		}
+		s.i++
+		if s.i >= len(mirror.IndexNames) {
+			return fmt.Errorf("internal: index %q out of order", name)
+		}
+		f, err := s.a.ac.Stage.Create(mirror.IndexPath(mirror.IndexNames[s.i]), "application/json")
+		if err != nil {
+			return err
+		}
+		h := s.a.header
+		h.Index = mirror.IndexNames[s.i]
+		w, err := mirror.NewIndexWriter(f, h)
+		if err != nil {
+			f.Abort()
+			return err
+		}
+		s.f, s.w = f, w
+	}
+	return nil
+}
+
+func (s *indexSet) closeCurrent() error {
+	if s.w == nil {
+		return nil
+	}
+	if err := s.w.Close(); err != nil {
+		return err
+	}
+	s.f.AddRecords(s.w.Count())
+	err := s.f.Close()
+	s.f, s.w = nil, nil
+	return err
+}
+
+func (s *indexSet) add(e mirror.Entry) error {
+	if err := s.advanceTo(mirror.IndexOf(e.Kind)); err != nil {
+		return err
+	}
+	return s.w.Add(e)
+}
+
+func (s *indexSet) close() error {
+	if err := s.advanceTo(mirror.IndexNames[len(mirror.IndexNames)-1]); err != nil {
+		return err
+	}
+	return s.closeCurrent()
+}
+
+// FillManifest implements engine.ManifestFiller: sequence, delta, expiry,
+// and encryption of data/.
+func (a *adapter) FillManifest(m *exportapi.Manifest) error {
+	m.Sequence = a.st.sequence
+	if len(a.skipped) > 0 {
+		m.Skipped = append(m.Skipped, a.skipped...)
+		slices.SortFunc(m.Skipped, func(x, y exportapi.Skipped) int {
+			if c := strings.Compare(x.Source, y.Source); c != 0 {
+				return c
+			}
+			return strings.Compare(x.Path, y.Path)
+		})
+	}
+	if a.delta != nil {
+		m.Delta = a.delta
+		// A delta stands for the state base + changes: it is never older than its base.
+		if a.st.base.manifest.GeneratedAt > m.GeneratedAt {
+			bg, err1 := time.Parse(time.RFC3339, a.st.base.manifest.GeneratedAt)
+			mg, err2 := time.Parse(time.RFC3339, m.GeneratedAt)
+			if err1 == nil && err2 == nil && bg.After(mg) {
+				m.GeneratedAt = a.st.base.manifest.GeneratedAt
+			}
+		}
+	}
+	g, err := time.Parse(time.RFC3339, m.GeneratedAt)
+	if err != nil {
+		return xerr.Wrap(xerr.Internal, err, "generatedAt")
+	}
+	m.Expires = g.Add(a.st.validity).UTC().Format(time.RFC3339)
+	if enc := a.ac.Profile.Spec.Encryption; enc.Enabled {
+		return a.encrypt(m, enc)
+	}
+	return nil
+}
+
+// encrypt encrypts every staged file under data/. The export id (and the
+// rerun hash) are computed over plaintext digests, so they are known now.
+func (a *adapter) encrypt(m *exportapi.Manifest, enc exportapi.Encryption) error {
+	contents := a.ac.Stage.Entries()
+	exportID := bundle.ExportID(m.Tenant, m.Profile.Name, bundle.RerunHash(contents))
+	s, err := crypt.NewSealer(enc.Mode, enc.RecipientKeys, exportID)
+	if err != nil {
+		return err
+	}
+	for _, c := range contents {
+		if !strings.HasPrefix(c.Path, "data/") {
+			continue
+		}
+		rel := c.Path
+		if err := a.ac.Stage.Transform(rel, func(dst io.Writer, src io.Reader) error { return s.Seal(dst, src, rel) }); err != nil {
+			return xerr.Wrap(xerr.Internal, err, "encrypt %s", rel)
+		}
+	}
+	m.Encryption = s.Manifest()
+	return nil
+}
+
+// ArchiveName implements engine.ArchiveNamer:
+// mirror-<tenant>-<yyyymmdd>-<full|delta>-<sequence>.tar.zst.
+func (a *adapter) ArchiveName(m *exportapi.Manifest) string {
+	date := "19700101"
+	if t, err := time.Parse(time.RFC3339, m.GeneratedAt); err == nil {
+		date = t.UTC().Format("20060102")
+	}
+	return fmt.Sprintf("mirror-%s-%s-%s-%d.tar.zst", m.Tenant, date, a.st.variant, m.Sequence)
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func openFile(p string) (*os.File, error) { return os.Open(p) }

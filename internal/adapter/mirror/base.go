@@ -1,0 +1,311 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/stellaops/stella/internal/bundle"
+	"github.com/stellaops/stella/internal/canon"
+	"github.com/stellaops/stella/internal/engine"
+	"github.com/stellaops/stella/internal/mirror"
+	"github.com/stellaops/stella/internal/xerr"
+	"github.com/stellaops/stella/pkg/exportapi"
+)
+
+// runState is what Begin hands the adapter: the run's place in its chain
+// and, for a delta, the state of its base.
+type runState struct {
+	variant  string
+	sequence int64
+	validity time.Duration
+	tmp      string
+	budget   int
+	base     *baseState // deltas only
+}
+
+// baseState is the record state after the base bundle: the folded indexes
+// of the chain from its last full bundle up to the base.
+type baseState struct {
+	runID          string
+	dir            string // a mirror root holding the folded indexes/
+	manifest       *exportapi.Manifest
+	manifestDigest string
+	header         mirror.IndexHeader
+	// skip is set when every bundle of the chain was written by this
+	// binary version: then a document with the same source, path and digest
+	// as a base record gives the same record lines and need not be parsed.
+	skip bool
+	fps  []fingerprint // sorted, of the advisory, vex and sbom records
+	seen []atomic.Uint64
+}
+
+type fingerprint [16]byte
+
+func docFingerprint(source, path, digest string) fingerprint {
+	h := sha256.New()
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write([]byte(path))
+	h.Write([]byte{0})
+	h.Write([]byte(digest))
+	var f fingerprint
+	copy(f[:], h.Sum(nil))
+	return f
+}
+
+func (b *baseState) find(f fingerprint) int {
+	i := sort.Search(len(b.fps), func(i int) bool { return bytes.Compare(b.fps[i][:], f[:]) >= 0 })
+	if i < len(b.fps) && b.fps[i] == f {
+		return i
+	}
+	return -1
+}
+
+// SkipUnchanged implements engine.DocSkipper: a document that the base
+// holds with the same source, path and digest is unchanged.
+func (s *runState) SkipUnchanged(source, path, digest string) bool {
+	b := s.base
+	if b == nil || !b.skip {
+		return false
+	}
+	i := b.find(docFingerprint(source, path, digest))
+	if i < 0 {
+		return false
+	}
+	b.seen[i/64].Or(1 << (i % 64))
+	return true
+}
+
+// seenEntry reports whether a base record's document was found unchanged.
+func (b *baseState) seenEntry(e mirror.Entry) bool {
+	if !b.skip || !fingerprinted(e.Kind) {
+		return false
+	}
+	i := b.find(docFingerprint(e.Source, e.Path, e.Digest))
+	return i >= 0 && b.seen[i/64].Load()&(1<<(i%64)) != 0
+}
+
+// fingerprinted kinds are one record per document, so their documents can
+// be skipped when unchanged; findings and policy snapshots are always read.
+func fingerprinted(kind string) bool {
+	return kind == mirror.KindAdvisory || kind == mirror.KindVEX || kind == mirror.KindSBOM
+}
+
+// begin runs before the evidence is read.
+func begin(ctx context.Context, bc engine.BeginContext) (any, error) {
+	v, err := Validity(bc.Profile)
+	if err != nil {
+		return nil, err
+	}
+	st := &runState{variant: bc.Profile.Spec.Variant, sequence: Sequence(bc.Run), validity: v,
+		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget}
+	if st.sequence <= 0 {
+		return nil, xerr.New(xerr.Internal, "mirror run %s has no sequence (submitted by an older stella?)", bc.Run.ID).
+			WithHint("submit the run again")
+	}
+	if err := os.MkdirAll(st.tmp, 0o700); err != nil {
+		return nil, xerr.Wrap(xerr.Internal, err, "mirror scratch")
+	}
+	if st.variant != "delta" {
+		return st, nil
+	}
+	b, err := loadBase(ctx, bc, st.tmp)
+	if err != nil {
+		return nil, err
+	}
+	if b.manifest.Sequence+1 != st.sequence {
+		return nil, xerr.New(xerr.BaseMissing, "base %s has sequence %d, but this run was submitted as sequence %d", b.runID, b.manifest.Sequence, st.sequence).
+			WithHint("submit the delta again")
+	}
+	st.base = b
+	return st, nil
+}
+
+// loadBase reads the indexes of every bundle from the chain's last full
+// bundle up to the base, checks the chain links, and folds them into the
+// base's record state.
+func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseState, error) {
+	baseRun, err := bc.Ledger.Run(ctx, bc.Run.BaseRunID)
+	if err != nil {
+		if xerr.Is(err, xerr.RunNotFound) {
+			return nil, baseMissing("base run %s is no longer in the ledger", bc.Run.BaseRunID)
+		}
+		return nil, err
+	}
+	runs, err := chainRuns(ctx, bc.Ledger, baseRun)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		dirs      []string
+		manifests []*exportapi.Manifest
+		digests   []string
+	)
+	sameVersion := true
+	for i, r := range runs {
+		dir := filepath.Join(tmp, fmt.Sprintf("base-%d", i))
+		m, raw, err := readBaseBundle(r, dir)
+		if err != nil {
+			return nil, err
+		}
+		d := digestOf(raw)
+		if i == 0 && (m.Profile.Variant != "full" || m.Delta != nil) {
+			return nil, baseMissing("the chain of %s does not start with a full bundle (run %s is %s)", baseRun.ID, r.ID, m.Profile.Variant)
+		}
+		if i > 0 {
+			if m.Delta == nil || m.Delta.BaseManifestDigest != digests[i-1] || m.Sequence != manifests[i-1].Sequence+1 {
+				return nil, baseMissing("the mirror chain is broken at run %s: its base is not run %s (sequence/baseManifestDigest differ)", r.ID, runs[i-1].ID)
+			}
+		}
+		if m.Version != bc.Version {
+			sameVersion = false
+		}
+		dirs, manifests, digests = append(dirs, dir), append(manifests, m), append(digests, d)
+	}
+	h, err := mirror.ReadHeader(filepath.Join(dirs[0], filepath.FromSlash(mirror.IndexPath("advisories"))))
+	if err != nil {
+		return nil, baseMissing("base bundle of run %s has no readable advisories index: %v", runs[0].ID, err)
+	}
+	cur := dirs[0]
+	for i := 1; i < len(dirs); i++ {
+		removed, err := removedSet(dirs[i])
+		if err != nil {
+			return nil, baseMissing("bundle of run %s: %v", runs[i].ID, err)
+		}
+		out := filepath.Join(tmp, fmt.Sprintf("fold-%d", i))
+		if err := mirror.FoldDir(out, cur, dirs[i], removed, h); err != nil {
+			return nil, baseMissing("folding the chain at run %s: %v", runs[i].ID, err)
+		}
+		cur = out
+	}
+	last := manifests[len(manifests)-1]
+	// A delta must select what its base selected, or its lists would be
+	// differences of selection rather than of evidence.
+	want := slices.Clone(bc.Profile.Spec.Include)
+	sort.Strings(want)
+	have := slices.Clone(h.Include)
+	sort.Strings(have)
+	if !slices.Equal(want, have) {
+		return nil, xerr.New(xerr.InvalidInput, "this delta includes %v but its base chain includes %v", want, have).
+			WithHint("use a delta profile with the same include list as the chain's full profile, or start a new chain with mirror:full")
+	}
+	a, _ := canon.Marshal(last.Selectors)
+	b, _ := canon.Marshal(bc.Run.Selectors)
+	if !bytes.Equal(a, b) {
+		return nil, xerr.New(xerr.InvalidInput, "this delta's selectors %s differ from its base's %s", b, a).
+			WithHint("use the same --selector values as the chain's full run, or start a new chain with mirror:full")
+	}
+	bs := &baseState{runID: baseRun.ID, dir: cur, manifest: last, manifestDigest: digests[len(digests)-1], header: h, skip: sameVersion}
+	it := mirror.OpenIndexes(cur)
+	defer it.Close()
+	for {
+		e, ok, err := it.Next()
+		if err != nil {
+			return nil, baseMissing("base state: %v", err)
+		}
+		if !ok {
+			break
+		}
+		if fingerprinted(e.Kind) {
+			bs.fps = append(bs.fps, docFingerprint(e.Source, e.Path, e.Digest))
+		}
+	}
+	slices.SortFunc(bs.fps, func(a, b fingerprint) int { return bytes.Compare(a[:], b[:]) })
+	bs.seen = make([]atomic.Uint64, (len(bs.fps)+63)/64)
+	return bs, nil
+}
+
+func removedSet(dir string) (map[string]bool, error) {
+	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(mirror.TombstonesPath)))
+	if err != nil {
+		return nil, fmt.Errorf("tombstones: %w", err)
+	}
+	defer f.Close()
+	ts, err := mirror.ReadTombstones(f)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, t := range ts {
+		if t.Reason == mirror.ReasonRemoved {
+			out[t.Kind+":"+t.ID] = true
+		}
+	}
+	return out, nil
+}
+
+// readBaseBundle extracts export.json, the indexes and the tombstones of a
+// run's bundle into dir, checking the archive against the ledger's sha256.
+func readBaseBundle(r exportapi.Run, dir string) (*exportapi.Manifest, []byte, error) {
+	art, err := bundleArtifact(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(art.Path)
+	if err != nil {
+		return nil, nil, baseMissing("the bundle of mirror run %s: %v", r.ID, unwrap(err))
+	}
+	defer f.Close()
+	h := sha256.New()
+	tee := io.TeeReader(f, h)
+	var raw []byte
+	_, err = bundle.WalkArchive(tee, bundle.ReadLimits{}, func(rel string, size int64, body io.Reader) error {
+		switch {
+		case rel == "export.json":
+			b, err := io.ReadAll(io.LimitReader(body, 64<<20))
+			raw = b
+			return err
+		case strings.HasPrefix(rel, "indexes/"):
+			p := filepath.Join(dir, filepath.FromSlash(rel))
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return err
+			}
+			out, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(out, body)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		_, err = io.Copy(io.Discard, tee)
+	}
+	if err != nil {
+		return nil, nil, baseMissing("the bundle of mirror run %s (%s) cannot be read: %v", r.ID, art.Name, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != art.SHA256 {
+		return nil, nil, baseMissing("the bundle of mirror run %s (%s) changed since the run (sha256 %s, the ledger recorded %s)", r.ID, art.Name, sum, art.SHA256)
+	}
+	if raw == nil {
+		return nil, nil, baseMissing("the bundle of mirror run %s has no export.json", r.ID)
+	}
+	m, err := bundle.ParseManifest(raw)
+	if err != nil {
+		return nil, nil, baseMissing("the bundle of mirror run %s: export.json: %v", r.ID, err)
+	}
+	if m.Profile.Kind != "mirror" {
+		return nil, nil, baseMissing("run %s's bundle is a %s bundle, not a mirror", r.ID, m.Profile.Kind)
+	}
+	return m, raw, nil
+}
+
+func digestOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}

@@ -1,0 +1,379 @@
+// Package mirror holds the mirror bundle format (indexes, tombstones, the
+// README) and the receiving side of mirrors: verify a mirror bundle, apply a
+// full bundle and its deltas to a target directory atomically, and show the
+// chain a target holds. It works fully offline. docs/mirror.md describes
+// the format and the guarantees.
+package mirror
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/stellaops/stella/internal/canon"
+)
+
+// Schemas of the files this package reads and writes.
+const (
+	IndexSchema  = "stellaops.io/mirror-index.v1"
+	TargetSchema = "stellaops.io/mirror-target.v1"
+	ChainSchema  = "stellaops.io/mirror-chain.v1"
+)
+
+// Record kinds of index entries, tombstones and delta lists.
+const (
+	KindAdvisory = "advisory"
+	KindVEX      = "vex"
+	KindSBOM     = "sbom"
+	KindPolicy   = "policy"
+	KindFinding  = "finding"
+)
+
+// Index names, in the order their files sort.
+var IndexNames = []string{"advisories", "findings", "sbom", "vex"}
+
+// TombstonesPath is the tombstone file of a delta bundle.
+const TombstonesPath = "indexes/tombstones.jsonl"
+
+// IndexPath is the bundle path of an index.
+func IndexPath(name string) string { return "indexes/" + name + ".index.json" }
+
+// IndexOf names the index a record kind is listed in.
+func IndexOf(kind string) string {
+	switch kind {
+	case KindAdvisory:
+		return "advisories"
+	case KindVEX:
+		return "vex"
+	case KindSBOM:
+		return "sbom"
+	case KindPolicy, KindFinding:
+		return "findings"
+	}
+	return ""
+}
+
+// Entry is one record of an index: where its raw form is, and where it came from.
+type Entry struct {
+	// Digest is "sha256:<hex>" of the original document (of the line, for a finding).
+	Digest string `json:"digest"`
+	// File is the bundle path of the record's raw form (a JSONL file, or the
+	// document itself for SBOMs and the policy snapshot).
+	File string `json:"file"`
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Line is a finding's 1-based position among the findings of its document.
+	Line   int64  `json:"line,omitempty"`
+	Path   string `json:"path"`   // document path within its source
+	Source string `json:"source"` // source name
+	// Withdrawn is set for advisories that the source marks withdrawn.
+	Withdrawn bool `json:"withdrawn,omitempty"`
+}
+
+// Key is "kind:id", the form of record names in delta lists.
+func (e Entry) Key() string { return e.Kind + ":" + e.ID }
+
+// Compare orders entries by kind, then id (bytewise).
+func Compare(aKind, aID, bKind, bID string) int {
+	if c := strings.Compare(aKind, bKind); c != 0 {
+		return c
+	}
+	return strings.Compare(aID, bID)
+}
+
+// Compression is how the data files of a mirror are compressed (the
+// profile's spec.compression); appliers re-compress merged files with it.
+type Compression struct {
+	Codec string `json:"codec"`
+	Level int    `json:"level"`
+}
+
+// IndexHeader is the part of an index file before its records.
+type IndexHeader struct {
+	Compression Compression `json:"compression"`
+	Include     []string    `json:"include"` // the profile's include list: what the chain selects
+	Index       string      `json:"index"`   // advisories | findings | sbom | vex
+}
+
+// Tombstone marks a record that a delta removes ("removed") or that became
+// withdrawn at its source ("withdrawn"; the record itself stays, with its
+// new content, in the same delta).
+type Tombstone struct {
+	Digest string `json:"digest"` // the record's digest in the base
+	File   string `json:"file"`   // where the base had it
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Path   string `json:"path"`
+	Reason string `json:"reason"` // removed | withdrawn
+	Source string `json:"source"`
+}
+
+// Tombstone reasons.
+const (
+	ReasonRemoved   = "removed"
+	ReasonWithdrawn = "withdrawn"
+)
+
+// IndexWriter writes one index file, streaming: the header, then entries
+// in (kind, id) order, as one canonical JSON object.
+type IndexWriter struct {
+	w        *bufio.Writer
+	n        int64
+	lastKind string
+	lastID   string
+	err      error
+}
+
+// NewIndexWriter starts an index file on w.
+func NewIndexWriter(w io.Writer, h IndexHeader) (*IndexWriter, error) {
+	if h.Include == nil {
+		h.Include = []string{}
+	}
+	comp, err := canon.Marshal(h.Compression)
+	if err != nil {
+		return nil, err
+	}
+	inc, err := canon.Marshal(h.Include)
+	if err != nil {
+		return nil, err
+	}
+	idx, _ := canon.Marshal(h.Index)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	fmt.Fprintf(bw, `{"compression":%s,"include":%s,"index":%s,"records":[`, comp, inc, idx)
+	return &IndexWriter{w: bw}, nil
+}
+
+// Add appends an entry; entries must come in strictly increasing (kind, id) order.
+func (iw *IndexWriter) Add(e Entry) error {
+	if iw.err != nil {
+		return iw.err
+	}
+	if iw.n > 0 && Compare(iw.lastKind, iw.lastID, e.Kind, e.ID) >= 0 {
+		iw.err = fmt.Errorf("index: %s:%s after %s:%s (not sorted, or twice)", e.Kind, e.ID, iw.lastKind, iw.lastID)
+		return iw.err
+	}
+	b, err := canon.Fast(e)
+	if err != nil {
+		iw.err = err
+		return err
+	}
+	if iw.n > 0 {
+		iw.w.WriteByte(',')
+	}
+	_, iw.err = iw.w.Write(b)
+	iw.n++
+	iw.lastKind, iw.lastID = e.Kind, e.ID
+	return iw.err
+}
+
+// Count is the number of entries written.
+func (iw *IndexWriter) Count() int64 { return iw.n }
+
+// Close finishes the file (it does not close the underlying writer).
+func (iw *IndexWriter) Close() error {
+	if iw.err != nil {
+		return iw.err
+	}
+	fmt.Fprintf(iw.w, `],"schema":"%s"}`, IndexSchema)
+	return iw.w.Flush()
+}
+
+// IndexReader reads an index file, streaming.
+type IndexReader struct {
+	Header   IndexHeader
+	dec      *json.Decoder
+	done     bool
+	n        int64
+	lastKind string
+	lastID   string
+}
+
+// OpenIndex reads an index file's header; Next then yields its entries.
+func OpenIndex(r io.Reader) (*IndexReader, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
+	ir := &IndexReader{dec: dec}
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
+	}
+	for {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("index: %w", err)
+		}
+		key, ok := t.(string)
+		if !ok {
+			return nil, fmt.Errorf("index: unexpected %v", t)
+		}
+		switch key {
+		case "compression":
+			err = dec.Decode(&ir.Header.Compression)
+		case "include":
+			err = dec.Decode(&ir.Header.Include)
+		case "index":
+			err = dec.Decode(&ir.Header.Index)
+		case "records":
+			if err := expectDelim(dec, '['); err != nil {
+				return nil, err
+			}
+			return ir, nil
+		default:
+			return nil, fmt.Errorf("index: unknown field %q before records", key)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("index: %s: %w", key, err)
+		}
+	}
+}
+
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	if t != d {
+		return fmt.Errorf("index: want %q, found %v", d, t)
+	}
+	return nil
+}
+
+// Next returns the next entry; ok is false at the end (then the trailer,
+// with the schema, has been checked).
+func (ir *IndexReader) Next() (e Entry, ok bool, err error) {
+	if ir.done {
+		return e, false, nil
+	}
+	if !ir.dec.More() {
+		ir.done = true
+		if err := expectDelim(ir.dec, ']'); err != nil {
+			return e, false, err
+		}
+		var schema string
+		for ir.dec.More() {
+			t, err := ir.dec.Token()
+			if err != nil {
+				return e, false, fmt.Errorf("index: %w", err)
+			}
+			if t != "schema" {
+				return e, false, fmt.Errorf("index: unknown field %v after records", t)
+			}
+			if err := ir.dec.Decode(&schema); err != nil {
+				return e, false, fmt.Errorf("index: schema: %w", err)
+			}
+		}
+		if err := expectDelim(ir.dec, '}'); err != nil {
+			return e, false, err
+		}
+		if schema != IndexSchema {
+			return e, false, fmt.Errorf("index: schema %q, want %q", schema, IndexSchema)
+		}
+		return e, false, nil
+	}
+	if err := ir.dec.Decode(&e); err != nil {
+		return e, false, fmt.Errorf("index: entry %d: %w", ir.n+1, err)
+	}
+	if e.ID == "" || IndexOf(e.Kind) != ir.Header.Index {
+		return e, false, fmt.Errorf("index %s: entry %d: kind %q / id %q do not belong here", ir.Header.Index, ir.n+1, e.Kind, e.ID)
+	}
+	if ir.n > 0 && Compare(ir.lastKind, ir.lastID, e.Kind, e.ID) >= 0 {
+		return e, false, fmt.Errorf("index %s: %s:%s is not sorted after %s:%s", ir.Header.Index, e.Kind, e.ID, ir.lastKind, ir.lastID)
+	}
+	ir.n++
+	ir.lastKind, ir.lastID = e.Kind, e.ID
+	return e, true, nil
+}
+
+// ReadTombstones parses a tombstone file (sorted by kind, id; one per record).
+func ReadTombstones(r io.Reader) ([]Tombstone, error) {
+	var out []Tombstone
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for n := 1; sc.Scan(); n++ {
+		var t Tombstone
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&t); err != nil {
+			return nil, fmt.Errorf("tombstones line %d: %w", n, err)
+		}
+		if t.Reason != ReasonRemoved && t.Reason != ReasonWithdrawn {
+			return nil, fmt.Errorf("tombstones line %d: reason %q is not removed or withdrawn", n, t.Reason)
+		}
+		if IndexOf(t.Kind) == "" || t.ID == "" {
+			return nil, fmt.Errorf("tombstones line %d: kind %q / id %q", n, t.Kind, t.ID)
+		}
+		if k := len(out); k > 0 && Compare(out[k-1].Kind, out[k-1].ID, t.Kind, t.ID) >= 0 {
+			return nil, fmt.Errorf("tombstones line %d: %s:%s is not sorted (or twice)", n, t.Kind, t.ID)
+		}
+		out = append(out, t)
+	}
+	return out, sc.Err()
+}
+
+// WriteTombstones writes tombstones (sorted) as canonical JSON lines.
+func WriteTombstones(w io.Writer, ts []Tombstone) error {
+	bw := bufio.NewWriter(w)
+	for _, t := range ts {
+		b, err := canon.Fast(t)
+		if err != nil {
+			return err
+		}
+		bw.Write(b)
+		bw.WriteByte('\n')
+	}
+	return bw.Flush()
+}
+
+// ErrNoField is returned by TopString when a line lacks the field.
+var ErrNoField = errors.New("field not found")
+
+// TopString returns the string value of a top-level field of a canonical
+// JSON object line (as stella writes them: no whitespace). Inside a JSON
+// string every quote is escaped, so `,"key":"` and `{"key":"` occur only
+// as real keys; nested objects of the line formats stella writes have no
+// keys of the names looked up here.
+func TopString(line []byte, key string) (string, error) {
+	pat := make([]byte, 0, len(key)+5)
+	pat = append(pat, ',', '"')
+	pat = append(pat, key...)
+	pat = append(pat, '"', ':', '"')
+	i := bytes.Index(line, pat)
+	if i < 0 {
+		pat[0] = '{'
+		if !bytes.HasPrefix(line, pat) {
+			return "", fmt.Errorf("%w: %q", ErrNoField, key)
+		}
+		i = 0
+	}
+	start := i + len(pat) - 1 // at the opening quote
+	j := start + 1
+	esc := false
+	for ; j < len(line); j++ {
+		c := line[j]
+		if esc {
+			esc = false
+			continue
+		}
+		if c == '\\' {
+			esc = true
+			continue
+		}
+		if c == '"' {
+			break
+		}
+	}
+	if j >= len(line) {
+		return "", fmt.Errorf("unterminated string in field %q", key)
+	}
+	raw := line[start : j+1]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("field %q: %w", key, err)
+	}
+	return s, nil
+}
