@@ -100,7 +100,14 @@ func Walk(ctx context.Context, src Source, opts Options, fn func(doc record.Docu
 		return w.sourceErr("cannot read %q: %v", src.Path, unwrapPathErr(err)).
 			WithHint("check that the path exists and is readable by this user")
 	case fi.IsDir():
+		if root, ok, err := mirrorRootOf(src.Path); err != nil {
+			return w.sourceErr("mirror target %q: %v", src.Path, err)
+		} else if ok {
+			return w.walkMirror(root) // an applied mirror: its original documents (mirror.go)
+		}
 		return w.walkDir()
+	case fi.Mode().IsRegular() && isRawLinesFile(src.Path):
+		return w.walkRawFile(src.Path)
 	case fi.Mode().IsRegular() && archiveKindOf(fi.Name()) != notArchive:
 		return w.walkArchive(archiveKindOf(fi.Name()))
 	}
