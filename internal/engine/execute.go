@@ -203,7 +203,7 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	}
 	defer stage.Remove()
 	codec := bundle.Codec(prof.Spec.Compression.Codec)
-	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level, State: state}
+	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level, SourceDateEpoch: e.cfg.SourceDateEpoch, State: state}
 	factory := NewJSONLayout
 	if f, ok := adapters[prof.Spec.Kind+":"+prof.Spec.Variant]; ok {
 		factory = f

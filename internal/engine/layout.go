@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/xerr"
@@ -39,6 +40,18 @@ type AdapterContext struct {
 	Level   int
 	// State is what the kind:variant's Extension.Begin returned (nil without one).
 	State any
+	// SourceDateEpoch is SOURCE_DATE_EPOCH when set (nil otherwise): adapters
+	// that stamp a time into their output use it before the evidence's dates.
+	SourceDateEpoch *time.Time
+}
+
+// Skipper is implemented by adapters that leave out records their format
+// cannot hold. Skipped lists every such record (it goes to export.json
+// skipped[]); Invalid is the part of it that is malformed input, which fails
+// the run unless --skip-invalid is given.
+type Skipper interface {
+	Skipped() []exportapi.Skipped
+	Invalid() []exportapi.Skipped
 }
 
 // RegisterAdapter makes a kind:variant available to runs.
@@ -247,6 +260,15 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	}
 	if err := ad.Finish(); err != nil {
 		return nil, err
+	}
+	if sk, ok := ad.(Skipper); ok {
+		if bad := sk.Invalid(); len(bad) > 0 && !run.SkipInvalid {
+			first := bad[0]
+			return nil, &xerr.Error{Code: xerr.InvalidInput,
+				Message: fmt.Sprintf("%d record(s) cannot be written as %s:%s; first: source %q: %s: %s", len(bad), spec.Kind, spec.Variant, first.Source, first.Path, first.Reason),
+				Hint:    "fix the records, or rerun with --skip-invalid to list them in skipped[]"}
+		}
+		res.skipped = append(res.skipped, sk.Skipped()...)
 	}
 	for sp, reason := range drop {
 		src, path, _ := strings.Cut(sp, "\x00")

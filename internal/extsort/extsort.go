@@ -106,6 +106,7 @@ func (s *Sorter) spill() error {
 	}
 	s.runs = append(s.runs, f.Name())
 	s.spilled += int64(len(s.buf))
+	clear(s.buf) // drop the references to the old arena chunks
 	s.buf = s.buf[:0]
 	s.arena = nil
 	s.size = 0

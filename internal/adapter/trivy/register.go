@@ -10,6 +10,9 @@ import (
 func init() {
 	engine.RegisterAdapter("trivy:db", func(ac engine.AdapterContext) (engine.Adapter, error) {
 		opts := Options{SchemaVersion: ac.Profile.Spec.SchemaVersion}
+		if ac.SourceDateEpoch != nil {
+			opts.UpdatedAt = *ac.SourceDateEpoch
+		}
 		if ac.Codec == bundle.Gzip {
 			opts.GzipLevel = ac.Level
 		}

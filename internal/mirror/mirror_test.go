@@ -1,0 +1,643 @@
+package mirror_test
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stellaops/stella/internal/bundle"
+	"github.com/stellaops/stella/internal/engine"
+	"github.com/stellaops/stella/internal/mirror"
+	"github.com/stellaops/stella/internal/xerr"
+)
+
+// Round trip on the real two-snapshot data: full(t0) then delta(t0->t1)
+// gives the records of full(t1), file by file, record by record, digest by digest.
+func TestRoundTripT0T1(t *testing.T) {
+	f := getFixture(t)
+	target := filepath.Join(t.TempDir(), "mirror")
+	applyOK(t, target, mirror.ApplyOptions{}, f.full0)
+	sameAsFull(t, target, f.full0)
+	res := applyOK(t, target, mirror.ApplyOptions{}, f.delta01)
+	if len(res.Applied) != 1 || res.Head.Sequence != 2 {
+		t.Fatalf("applied %+v", res)
+	}
+	sameAsFull(t, target, f.full1)
+}
+
+// Two deltas in a row (t0 -> t1 -> t2), in one command and one by one.
+func TestTwoDeltas(t *testing.T) {
+	f := getFixture(t)
+	one := filepath.Join(t.TempDir(), "one")
+	// Any argument order: apply orders by sequence.
+	res := applyOK(t, one, mirror.ApplyOptions{}, f.delta12, f.full0, f.delta01)
+	if len(res.Applied) != 3 || res.Head.Sequence != 3 {
+		t.Fatalf("applied %+v", res.Applied)
+	}
+	sameAsFull(t, one, f.full2)
+	each := filepath.Join(t.TempDir(), "each")
+	for _, b := range []string{f.full0, f.delta01, f.delta12} {
+		applyOK(t, each, mirror.ApplyOptions{}, b)
+	}
+	sameAsFull(t, each, f.full2)
+	st, err := mirror.ReadState(each)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.Chain.Applied); n != 3 || st.Chain.Applied[2].BaseManifestDigest != st.Chain.Applied[1].ManifestDigest {
+		t.Fatalf("chain %+v", st.Chain.Applied)
+	}
+	for _, l := range st.Chain.Applied {
+		if _, err := os.Stat(filepath.Join(st.Dir(), "bundles", fmt.Sprintf("%06d", l.Sequence), "export.json")); err != nil {
+			t.Errorf("bundles/%06d/export.json: %v", l.Sequence, err)
+		}
+	}
+}
+
+// The delta's lists match the upstream change list of the data (the .tsv
+// files next to the snapshots), for the OSV sources.
+func TestDeltaListsMatchUpstream(t *testing.T) {
+	f := getFixture(t)
+	m, d0 := manifestOf(t, f.delta01)
+	_, full0 := manifestOf(t, f.full0)
+	if m.Sequence != 2 || m.Delta == nil || m.Delta.BaseManifestDigest != full0 || m.Expires == "" {
+		t.Fatalf("delta manifest: seq %d delta %+v expires %q", m.Sequence, m.Delta, m.Expires)
+	}
+	_ = d0
+	in := func(l []string, k string) bool { _, ok := slices.BinarySearch(l, k); return ok }
+	root := extract(t, f.delta01)
+	tf, err := os.Open(filepath.Join(root, mirror.TombstonesPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tombs, err := mirror.ReadTombstones(tf)
+	tf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tomb := map[string]string{}
+	for _, x := range tombs {
+		tomb[x.Kind+":"+x.ID] = x.Reason
+	}
+	upstream := 0
+	for _, src := range []struct{ dir, tsv string }{
+		{"drupal", "osv/drupal-advisory-database/delta-t0-t1.tsv"},
+		{"alma", "osv/almalinux-osv-database/delta-t0-t1.tsv"},
+		{"pypa", "osv/pypa-advisory-database/delta-t0-t1.tsv"},
+	} {
+		tsv, err := os.ReadFile(repoPath("testdata/evidence/" + src.tsv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(strings.TrimSpace(string(tsv)), "\n")[1:] {
+			fl := strings.Split(line, "\t")
+			status, k := fl[0], "advisory:"+fl[1]
+			if !strings.HasSuffix(fl[2], ".json") && !strings.HasSuffix(fl[2], ".yaml") {
+				continue // not an advisory (the PyPA id allocator)
+			}
+			n++
+			upstream++
+			switch status {
+			case "added":
+				if !in(m.Delta.Added, k) {
+					t.Errorf("%s: %s added upstream, not in delta.added", src.dir, k)
+				}
+			case "modified":
+				if !in(m.Delta.Changed, k) {
+					t.Errorf("%s: %s modified upstream, not in delta.changed", src.dir, k)
+				}
+			case "withdrawn":
+				if !in(m.Delta.Changed, k) || tomb[k] != mirror.ReasonWithdrawn {
+					t.Errorf("%s: %s withdrawn upstream: changed %v, tombstone %q", src.dir, k, in(m.Delta.Changed, k), tomb[k])
+				}
+			case "removed":
+				if !in(m.Delta.Removed, k) || tomb[k] != mirror.ReasonRemoved {
+					t.Errorf("%s: %s removed upstream: removed %v, tombstone %q", src.dir, k, in(m.Delta.Removed, k), tomb[k])
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatalf("%s: empty tsv", src.tsv)
+		}
+	}
+	// Nothing else: every advisory listed is in some upstream change list.
+	var adv int
+	for _, l := range [][]string{m.Delta.Added, m.Delta.Changed, m.Delta.Removed} {
+		for _, k := range l {
+			if strings.HasPrefix(k, "advisory:") {
+				adv++
+			}
+		}
+	}
+	if adv != upstream {
+		t.Errorf("the delta lists %d advisories, the upstream change lists %d", adv, upstream)
+	}
+	// Delta size scales with the change: it carries only changed records.
+	rep := mirror.Verify(f.delta01, mirror.VerifyOptions{Now: now()})
+	if !rep.OK {
+		t.Fatalf("verify delta: %+v", rep.Failed())
+	}
+}
+
+// Same evidence + base -> byte-identical delta.
+func TestDeltaDeterministic(t *testing.T) {
+	f := getFixture(t)
+	a, _ := os.ReadFile(f.delta01)
+	b, _ := os.ReadFile(f.deltaAgain)
+	if !bytes.Equal(a, b) || filepath.Base(f.delta01) != filepath.Base(f.deltaAgain) {
+		t.Fatalf("two deltas of the same evidence and base differ: %s vs %s", f.delta01, f.deltaAgain)
+	}
+	if got := filepath.Base(f.delta01); got != "mirror-acme-20260529-delta-2.tar.zst" {
+		t.Errorf("archive name %q", got)
+	}
+	if got := filepath.Base(f.full0); !strings.HasPrefix(got, "mirror-acme-") || !strings.HasSuffix(got, "-full-1.tar.zst") {
+		t.Errorf("archive name %q", got)
+	}
+}
+
+// A delta needs a base whose bundle still exists, unchanged.
+func TestDeltaBaseMissing(t *testing.T) {
+	f := getFixture(t)
+	e, err := newEngine(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = runEngine(e, engine.SubmitRequest{Profile: "mirror:delta", Sources: sources(f.t1), SkipInvalid: true})
+	if !xerr.Is(err, xerr.BaseMissing) || !strings.Contains(xerr.As(err).Hint, "mirror:full") {
+		t.Fatalf("no base: want ERR_EXPORT_BASE_MISSING with a mirror:full hint, got %v", err)
+	}
+	full, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:full", Sources: sources(f.t0), SkipInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A changed base bundle is refused at build time.
+	p := archiveOf(full)
+	orig, _ := os.ReadFile(p)
+	bad := bytes.Clone(orig)
+	bad[len(bad)/2] ^= 0x40
+	os.WriteFile(p, bad, 0o644)
+	r, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:delta", Sources: sources(f.t1), SkipInvalid: true})
+	if !xerr.Is(err, xerr.BaseMissing) || r.ErrorType != string(xerr.BaseMissing) {
+		t.Fatalf("tampered base: got %v (run %s %s)", err, r.State, r.ErrorType)
+	}
+	// A pruned one at submission.
+	os.Remove(p)
+	if _, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:delta", Sources: sources(f.t1), SkipInvalid: true}); !xerr.Is(err, xerr.BaseMissing) || !strings.Contains(err.Error(), "gone") {
+		t.Fatalf("pruned base: got %v", err)
+	}
+	if _, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:delta", BaseRunID: "nope", Sources: sources(f.t1)}); !xerr.Is(err, xerr.BaseMissing) {
+		t.Fatalf("unknown --base: got %v", err)
+	}
+}
+
+// Sequence comes from the chain: a full after a delta continues it.
+func TestSequence(t *testing.T) {
+	f := getFixture(t)
+	m, _ := manifestOf(t, f.delta12)
+	if m.Sequence != 3 {
+		t.Fatalf("delta t1->t2 sequence %d", m.Sequence)
+	}
+	e, err := newEngine(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	for i, p := range []string{"mirror:full", "mirror:delta", "mirror:full"} {
+		r, err := runEngine(e, engine.SubmitRequest{Profile: p, Sources: sources(f.t0, "drupal")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := manifestOf(t, archiveOf(r))
+		if m.Sequence != int64(i+1) || m.Sequence <= last {
+			t.Fatalf("run %d (%s): sequence %d", i, p, m.Sequence)
+		}
+		last = m.Sequence
+		exp, _ := time.Parse(time.RFC3339, m.Expires)
+		gen, _ := time.Parse(time.RFC3339, m.GeneratedAt)
+		if exp.Sub(gen) != 30*24*time.Hour {
+			t.Errorf("expires %s, generatedAt %s", m.Expires, m.GeneratedAt)
+		}
+	}
+}
+
+func TestApplyIdempotentAndRollback(t *testing.T) {
+	f := getFixture(t)
+	target := filepath.Join(t.TempDir(), "m")
+	applyOK(t, target, mirror.ApplyOptions{}, f.full0, f.delta01)
+	before := treeDigests(t, target)
+	res := applyOK(t, target, mirror.ApplyOptions{}, f.full0, f.delta01)
+	if !res.NoOp || len(res.Applied) != 0 {
+		t.Fatalf("second apply: %+v", res)
+	}
+	res = applyOK(t, target, mirror.ApplyOptions{}, f.delta01)
+	if !res.NoOp {
+		t.Fatalf("head again: %+v", res)
+	}
+	sameTree(t, before, treeDigests(t, target))
+	// An older bundle is a rollback.
+	err, log := applyLog(t, target, mirror.ApplyOptions{}, f.full0)
+	if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "roll back") || !strings.Contains(log, `"msg":"mirror.delta.apply_failed"`) {
+		t.Fatalf("rollback: %v\n%s", err, log)
+	}
+	sameTree(t, before, treeDigests(t, target))
+	res = applyOK(t, target, mirror.ApplyOptions{AllowRollback: true}, f.full0)
+	if res.Head.Sequence != 1 {
+		t.Fatalf("allowed rollback: %+v", res.Head)
+	}
+	sameAsFull(t, target, f.full0)
+	// And forward again.
+	applyOK(t, target, mirror.ApplyOptions{}, f.delta01, f.delta12)
+	sameAsFull(t, target, f.full2)
+}
+
+// Every tamper case fails apply and leaves the target untouched.
+func TestTamperCases(t *testing.T) {
+	f := getFixture(t)
+	dir := t.TempDir()
+	ents := readEntries(t, f.delta01)
+	mk := func(name string, fn func([]tarEntry) []tarEntry) string {
+		p := filepath.Join(dir, name+".tar.zst")
+		writeEntries(t, p, fn(slices.Clone(ents)))
+		return p
+	}
+	dataEntry := func(es []tarEntry) int {
+		for i, e := range es {
+			if strings.HasPrefix(e.hdr.Name, "mirror/data/raw/advisories/") && strings.HasSuffix(e.hdr.Name, ".jsonl.zst") {
+				return i
+			}
+		}
+		t.Fatal("no data entry")
+		return -1
+	}
+	whole, _ := os.ReadFile(f.delta01)
+	truncated := filepath.Join(dir, "truncated.tar.zst")
+	os.WriteFile(truncated, whole[:len(whole)*2/3], 0o644)
+	flippedDir := extract(t, f.delta01)
+	{
+		p := filepath.Join(flippedDir, "data", "raw", "advisories", "drupal.jsonl.zst")
+		b, _ := os.ReadFile(p)
+		b[len(b)/2] ^= 1
+		os.WriteFile(p, b, 0o644)
+	}
+	cases := []struct {
+		name    string
+		bundles []string
+		code    xerr.Code
+		want    string
+	}{
+		{"flipped byte", []string{mk("flip", func(es []tarEntry) []tarEntry {
+			i := dataEntry(es)
+			es[i].body = bytes.Clone(es[i].body)
+			es[i].body[len(es[i].body)/2] ^= 0x01
+			return es
+		})}, xerr.Verify, "digest"},
+		{"flipped byte (folder)", []string{flippedDir}, xerr.Verify, "digest"},
+		{"removed file", []string{mk("removed", func(es []tarEntry) []tarEntry {
+			return slices.Delete(es, dataEntry(es), dataEntry(es)+1)
+		})}, xerr.Verify, "missing"},
+		{"added file", []string{mk("added", func(es []tarEntry) []tarEntry {
+			return append(es, tarEntry{hdr: tar.Header{Name: "mirror/data/raw/advisories/zz-evil.jsonl.zst", Mode: 0o644, Typeflag: tar.TypeReg}, body: []byte("x")})
+		})}, xerr.Verify, "not in export.json"},
+		{"edited export.json", []string{mk("manifest", func(es []tarEntry) []tarEntry {
+			for i, e := range es {
+				if e.hdr.Name == "mirror/export.json" {
+					es[i].body = bytes.Replace(e.body, []byte(`"sequence":2`), []byte(`"sequence":3`), 1)
+				}
+			}
+			return es
+		})}, xerr.Verify, "manifest"},
+		{"wrong base", []string{f.chainBDelt}, xerr.BaseMissing, "different base"},
+		{"out of order (gap)", []string{f.delta12}, xerr.BaseMissing, "missing sequence 2"},
+		{"truncated archive", []string{truncated}, xerr.Verify, "truncated"},
+		{"path traversal", []string{mk("dotdot", func(es []tarEntry) []tarEntry {
+			return append(es, tarEntry{hdr: tar.Header{Name: "mirror/../evil", Mode: 0o644, Typeflag: tar.TypeReg}, body: []byte("x")})
+		})}, xerr.Verify, "unsafe"},
+		{"symlink", []string{mk("symlink", func(es []tarEntry) []tarEntry {
+			return append(es, tarEntry{hdr: tar.Header{Name: "mirror/data/raw/link", Linkname: "/etc/passwd", Mode: 0o777, Typeflag: tar.TypeSymlink}})
+		})}, xerr.Verify, "symlink"},
+		{"zip bomb", []string{mk("bomb", func(es []tarEntry) []tarEntry {
+			return append(es[:1], append([]tarEntry{{hdr: tar.Header{Name: "mirror/data/aaa-bomb.jsonl", Mode: 0o644, Typeflag: tar.TypeReg}, big: 200 << 20}}, es[1:]...)...)
+		})}, xerr.Verify, "decompression bomb"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "m")
+			applyOK(t, target, mirror.ApplyOptions{}, f.full0)
+			before := treeDigests(t, target)
+			err, log := applyLog(t, target, mirror.ApplyOptions{}, c.bundles...)
+			if err == nil {
+				t.Fatal("apply succeeded")
+			}
+			if !xerr.Is(err, c.code) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("want %s mentioning %q, got %v", c.code, c.want, err)
+			}
+			if !strings.Contains(log, `"msg":"mirror.delta.apply_failed"`) || !strings.Contains(log, `"reason"`) {
+				t.Errorf("log: %s", log)
+			}
+			sameTree(t, before, treeDigests(t, target))
+			sameAsFull(t, target, f.full0)
+		})
+	}
+	t.Run("replayed older delta", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "m")
+		applyOK(t, target, mirror.ApplyOptions{}, f.full0, f.delta01, f.delta12)
+		before := treeDigests(t, target)
+		err, _ := applyLog(t, target, mirror.ApplyOptions{}, f.delta01)
+		if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "roll back") {
+			t.Fatalf("got %v", err)
+		}
+		sameTree(t, before, treeDigests(t, target))
+	})
+	t.Run("delta on an empty target", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "m")
+		err, _ := applyLog(t, target, mirror.ApplyOptions{}, f.delta01)
+		if !xerr.Is(err, xerr.BaseMissing) || !strings.Contains(err.Error(), "sequence 1") {
+			t.Fatalf("got %v", err)
+		}
+		if st, _ := mirror.ReadState(target); st.Chain != nil {
+			t.Fatal("target changed")
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "m")
+		late := func() time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC) }
+		err, log := applyLog(t, target, mirror.ApplyOptions{Now: late}, f.full0)
+		if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "expired") || !strings.Contains(log, "expired") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("not a mirror target", func(t *testing.T) {
+		target := t.TempDir()
+		os.WriteFile(filepath.Join(target, "notes.txt"), []byte("mine"), 0o644)
+		err, _ := applyLog(t, target, mirror.ApplyOptions{}, f.full0)
+		if !xerr.Is(err, xerr.InvalidInput) {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// The gap error names the missing sequence and the base digest it expects.
+func TestGapMessage(t *testing.T) {
+	f := getFixture(t)
+	target := filepath.Join(t.TempDir(), "m")
+	applyOK(t, target, mirror.ApplyOptions{}, f.full0)
+	_, d01 := manifestOf(t, f.delta01)
+	err, _ := applyLog(t, target, mirror.ApplyOptions{}, f.delta12)
+	if err == nil || !strings.Contains(err.Error(), "missing sequence 2") || !strings.Contains(err.Error(), d01) {
+		t.Fatalf("gap: %v (want sequence 2 and %s)", err, d01)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	f := getFixture(t)
+	for _, b := range []string{f.full0, f.delta01, f.delta12, f.full2} {
+		rep := mirror.Verify(b, mirror.VerifyOptions{Now: now()})
+		if !rep.OK {
+			t.Fatalf("%s: %+v", b, rep.Failed())
+		}
+		names := map[string]bool{}
+		for _, c := range rep.Checks {
+			names[c.Name] = true
+		}
+		for _, want := range []string{"digests", "rerun-hash", "mirror-chain", "mirror-expiry", "mirror-indexes", "expiry"} {
+			if !names[want] {
+				t.Errorf("%s: no %s check", filepath.Base(b), want)
+			}
+		}
+	}
+	rep := mirror.Verify(f.full0, mirror.VerifyOptions{Now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if rep.OK {
+		t.Fatal("expired bundle verified")
+	}
+	// A delta whose tombstones do not cover a removal is invalid.
+	d := extract(t, f.delta01)
+	tp := filepath.Join(d, mirror.TombstonesPath)
+	b, _ := os.ReadFile(tp)
+	var kept []string
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		if !strings.Contains(l, `"reason":"removed"`) || len(kept) > 100 {
+			kept = append(kept, l)
+		}
+	}
+	os.WriteFile(tp, []byte(strings.Join(kept[1:], "")), 0o644)
+	rep = mirror.Verify(d, mirror.VerifyOptions{Now: now()})
+	var tomb bool
+	for _, c := range rep.Failed() {
+		tomb = tomb || c.Name == "mirror-tombstones"
+	}
+	if !tomb {
+		t.Fatalf("missing tombstones not caught: %+v", rep.Failed())
+	}
+}
+
+// An applied target is an evidence source that gives the same records as
+// the original evidence.
+func TestTargetAsEvidenceSource(t *testing.T) {
+	f := getFixture(t)
+	target := filepath.Join(t.TempDir(), "m")
+	applyOK(t, target, mirror.ApplyOptions{}, f.full0, f.delta01)
+	for _, c := range []struct {
+		profile string
+		names   []string
+		whole   bool // no duplicates in the evidence: the whole bundle is the same
+	}{
+		{"json:policy", []string{"alma", "ctrliq", "drupal", "pypa", "policy", "sbom"}, true},
+		{"json:raw", nil, false},
+	} {
+		t.Run(c.profile, func(t *testing.T) {
+			names := c.names
+			if names == nil {
+				names = sourceNames
+			}
+			// The connected side: a mirror of just these sources, applied.
+			e1, err := newEngine(filepath.Join(t.TempDir(), "a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tgt := target
+			if c.names != nil {
+				full, err := runEngine(e1, engine.SubmitRequest{Profile: "mirror:full", Sources: sources(f.t1, names...), SkipInvalid: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				tgt = filepath.Join(t.TempDir(), "sub")
+				applyOK(t, tgt, mirror.ApplyOptions{}, archiveOf(full))
+			}
+			want, err := runEngine(e1, engine.SubmitRequest{Profile: c.profile, Sources: sources(f.t1, names...), SkipInvalid: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e2, err := newEngine(filepath.Join(t.TempDir(), "b"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := runEngine(e2, engine.SubmitRequest{Profile: c.profile, Sources: sources(filepath.Dir(tgt), filepath.Base(tgt)), SkipInvalid: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wm, _ := manifestOf(t, archiveOf(want))
+			gm, _ := manifestOf(t, archiveOf(got))
+			if wm.RerunHash != gm.RerunHash || len(wm.Contents) != len(gm.Contents) {
+				t.Fatalf("contents differ: rerunHash %s vs %s", wm.RerunHash, gm.RerunHash)
+			}
+			for i := range wm.Contents {
+				if wm.Contents[i] != gm.Contents[i] {
+					t.Errorf("%+v vs %+v", wm.Contents[i], gm.Contents[i])
+				}
+			}
+			if c.whole {
+				a, _ := os.ReadFile(archiveOf(want))
+				b, _ := os.ReadFile(archiveOf(got))
+				if !bytes.Equal(a, b) {
+					js1, _ := json.Marshal(wm.Sources)
+					js2, _ := json.Marshal(gm.Sources)
+					t.Fatalf("bundles differ; sources %s vs %s", js1, js2)
+				}
+			}
+		})
+	}
+}
+
+// applyChild is the subprocess of the kill tests: it applies the bundles
+// named in the environment (and may stop at a failpoint).
+func applyChild() int {
+	opt := mirror.ApplyOptions{Target: os.Getenv("STELLA_MIRROR_TEST_APPLY"),
+		Bundles: strings.Split(os.Getenv("STELLA_MIRROR_TEST_BUNDLES"), ","), Now: now,
+		Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
+	if _, err := mirror.Apply(context.Background(), opt); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func startChild(t *testing.T, target, failpoint string, bundles ...string) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "STELLA_MIRROR_TEST_APPLY="+target, "STELLA_MIRROR_TEST_BUNDLES="+strings.Join(bundles, ","),
+		"STELLA_MIRROR_FAILPOINT="+failpoint)
+	pr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewReader(pr)
+}
+
+// A real SIGKILL of the applying process, at every step of the switch,
+// leaves the target at the old state or at the new one, never between;
+// the next apply cleans up and finishes.
+func TestKillDuringApply(t *testing.T) {
+	if testing.Short() {
+		t.Skip("subprocesses")
+	}
+	f := getFixture(t)
+	for _, c := range []struct {
+		point string
+		after string // full bundle the target must equal after the kill
+	}{{"merge", f.full0}, {"built", f.full0}, {"before-swap", f.full0}, {"after-swap", f.full1}} {
+		t.Run(c.point, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "m")
+			applyOK(t, target, mirror.ApplyOptions{}, f.full0)
+			cmd, stderr := startChild(t, target, c.point, f.delta01)
+			done := make(chan string, 1)
+			go func() {
+				for {
+					l, err := stderr.ReadString('\n')
+					if strings.Contains(l, "failpoint") || err != nil {
+						done <- l
+						io.Copy(io.Discard, stderr)
+						return
+					}
+				}
+			}()
+			select {
+			case l := <-done:
+				if !strings.Contains(l, "failpoint "+c.point) {
+					t.Fatalf("child did not reach %s: %q", c.point, l)
+				}
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("child never reached the failpoint")
+			}
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Wait()
+			sameAsFull(t, target, c.after)
+			res := applyOK(t, target, mirror.ApplyOptions{}, f.full0, f.delta01)
+			sameAsFull(t, target, f.full1)
+			if c.after == f.full1 && !res.NoOp {
+				t.Errorf("the swap had happened; the re-apply should be a no-op: %+v", res)
+			}
+			ents, _ := os.ReadDir(target)
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), ".staging") || (strings.HasPrefix(e.Name(), "g-") && e.Name() != res.Generation) {
+					t.Errorf("leftover %s", e.Name())
+				}
+			}
+		})
+	}
+	t.Run("random", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "m")
+		applyOK(t, target, mirror.ApplyOptions{}, f.full0)
+		for i := 0; i < 8; i++ {
+			cmd, stderr := startChild(t, target, "", f.delta01)
+			go io.Copy(io.Discard, stderr)
+			time.Sleep(time.Duration(5+i*12) * time.Millisecond)
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			st, err := mirror.ReadState(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Chain.Head().Sequence == 2 {
+				sameAsFull(t, target, f.full1)
+				applyOK(t, target, mirror.ApplyOptions{AllowRollback: true}, f.full0)
+			} else {
+				sameAsFull(t, target, f.full0)
+			}
+		}
+	})
+}
+
+func TestStatusAndBundleFolders(t *testing.T) {
+	f := getFixture(t)
+	target := filepath.Join(t.TempDir(), "m")
+	if st, err := mirror.ReadState(target); err != nil || st.Chain != nil {
+		t.Fatalf("empty target: %+v %v", st, err)
+	}
+	// Apply also takes extracted bundle folders.
+	applyOK(t, target, mirror.ApplyOptions{}, extract(t, f.full0), f.delta01)
+	st, err := mirror.ReadState(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := st.Chain.Head()
+	m, d := manifestOf(t, f.delta01)
+	if h.Sequence != 2 || h.ManifestDigest != d || h.ExportID != m.ExportID || h.Expires != m.Expires || st.Chain.Tenant != "acme" ||
+		h.Added != len(m.Delta.Added) || h.Removed != len(m.Delta.Removed) {
+		t.Fatalf("head %+v", h)
+	}
+	root, _ := mirror.CurrentRoot(target)
+	if _, err := os.Stat(filepath.Join(root, "README.md")); err != nil {
+		t.Fatal(err)
+	}
+	_ = bundle.IsMeta
+}
