@@ -30,8 +30,9 @@ test-short:
 	$(GO) test -short -count=1 ./...
 
 vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	@if [ -x bin/staticcheck ]; then bin/staticcheck ./...; else echo "staticcheck not installed (tools/install.sh staticcheck)"; fi
 
 bench: build
 	@scripts/bench.sh
