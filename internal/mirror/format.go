@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/stellaops/stella/internal/canon"
@@ -182,62 +184,68 @@ func (iw *IndexWriter) Close() error {
 	return iw.w.Flush()
 }
 
-// IndexReader reads an index file, streaming.
+// IndexReader reads an index file, streaming. Entries are parsed by a
+// small scanner for the canonical form stella writes (with a fallback to
+// encoding/json for anything else), so reading a large index is cheap.
 type IndexReader struct {
 	Header   IndexHeader
-	dec      *json.Decoder
+	br       *bufio.Reader
 	done     bool
 	n        int64
 	lastKind string
 	lastID   string
+	buf      []byte
 }
+
+const maxIndexHeader = 1 << 20
+
+var recordsKey = regexp.MustCompile(`"records"\s*:\s*\[$`)
 
 // OpenIndex reads an index file's header; Next then yields its entries.
 func OpenIndex(r io.Reader) (*IndexReader, error) {
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
-	ir := &IndexReader{dec: dec}
-	if err := expectDelim(dec, '{'); err != nil {
-		return nil, err
-	}
+	br := bufio.NewReaderSize(r, 256<<10)
+	// The header is everything up to `"records":[` (keys are sorted and
+	// "records" comes after the header keys).
+	var head []byte
 	for {
-		t, err := dec.Token()
+		c, err := br.ReadByte()
 		if err != nil {
-			return nil, fmt.Errorf("index: %w", err)
+			return nil, fmt.Errorf("index: no records array: %w", err)
 		}
-		key, ok := t.(string)
-		if !ok {
-			return nil, fmt.Errorf("index: unexpected %v", t)
+		head = append(head, c)
+		if len(head) > maxIndexHeader {
+			return nil, fmt.Errorf("index: header over %d bytes", maxIndexHeader)
 		}
-		switch key {
-		case "compression":
-			err = dec.Decode(&ir.Header.Compression)
-		case "include":
-			err = dec.Decode(&ir.Header.Include)
-		case "index":
-			err = dec.Decode(&ir.Header.Index)
-		case "records":
-			if err := expectDelim(dec, '['); err != nil {
-				return nil, err
-			}
-			return ir, nil
-		default:
-			return nil, fmt.Errorf("index: unknown field %q before records", key)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("index: %s: %w", key, err)
+		if c == '[' && recordsKey.Match(head[max(0, len(head)-64):]) {
+			break
 		}
 	}
+	var h struct {
+		Compression *Compression `json:"compression"`
+		Include     []string     `json:"include"`
+		Index       string       `json:"index"`
+	}
+	probe := append(bytes.Clone(head), ']', '}')
+	dec := json.NewDecoder(bytes.NewReader(probe))
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("index: header: %w", err)
+	}
+	if h.Compression == nil || h.Index == "" {
+		return nil, fmt.Errorf("index: header lacks compression or index")
+	}
+	return &IndexReader{Header: IndexHeader{Compression: *h.Compression, Include: h.Include, Index: h.Index}, br: br}, nil
 }
 
-func expectDelim(dec *json.Decoder, d json.Delim) error {
-	t, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("index: %w", err)
+func (ir *IndexReader) skipSpace() (byte, error) {
+	for {
+		c, err := ir.br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		if c != ' ' && c != '\n' && c != '\r' && c != '\t' {
+			return c, nil
+		}
 	}
-	if t != d {
-		return fmt.Errorf("index: want %q, found %v", d, t)
-	}
-	return nil
 }
 
 // Next returns the next entry; ok is false at the end (then the trailer,
@@ -246,33 +254,66 @@ func (ir *IndexReader) Next() (e Entry, ok bool, err error) {
 	if ir.done {
 		return e, false, nil
 	}
-	if !ir.dec.More() {
+	c, err := ir.skipSpace()
+	if err != nil {
+		return e, false, fmt.Errorf("index: truncated after %d entries", ir.n)
+	}
+	if ir.n > 0 && c != ']' {
+		if c != ',' {
+			return e, false, fmt.Errorf("index: want , or ] after entry %d, found %q", ir.n, c)
+		}
+		if c, err = ir.skipSpace(); err != nil {
+			return e, false, fmt.Errorf("index: truncated after %d entries", ir.n)
+		}
+	}
+	if c == ']' {
 		ir.done = true
-		if err := expectDelim(ir.dec, ']'); err != nil {
+		rest, err := io.ReadAll(io.LimitReader(ir.br, 4096))
+		if err != nil {
 			return e, false, err
 		}
-		var schema string
-		for ir.dec.More() {
-			t, err := ir.dec.Token()
-			if err != nil {
-				return e, false, fmt.Errorf("index: %w", err)
-			}
-			if t != "schema" {
-				return e, false, fmt.Errorf("index: unknown field %v after records", t)
-			}
-			if err := ir.dec.Decode(&schema); err != nil {
-				return e, false, fmt.Errorf("index: schema: %w", err)
-			}
+		var tr struct {
+			Schema string `json:"schema"`
 		}
-		if err := expectDelim(ir.dec, '}'); err != nil {
-			return e, false, err
+		if err := json.Unmarshal(append([]byte{'{'}, bytes.TrimLeft(rest, " \n\r\t,")...), &tr); err != nil {
+			return e, false, fmt.Errorf("index: trailer: %w", err)
 		}
-		if schema != IndexSchema {
-			return e, false, fmt.Errorf("index: schema %q, want %q", schema, IndexSchema)
+		if tr.Schema != IndexSchema {
+			return e, false, fmt.Errorf("index: schema %q, want %q", tr.Schema, IndexSchema)
 		}
 		return e, false, nil
 	}
-	if err := ir.dec.Decode(&e); err != nil {
+	if c != '{' {
+		return e, false, fmt.Errorf("index: entry %d does not start with {", ir.n+1)
+	}
+	// An entry is a flat object: it ends at the first } outside a string.
+	buf := append(ir.buf[:0], '{')
+	inStr, esc := false, false
+	for {
+		c, err := ir.br.ReadByte()
+		if err != nil {
+			return e, false, fmt.Errorf("index: truncated in entry %d", ir.n+1)
+		}
+		buf = append(buf, c)
+		if len(buf) > 1<<20 {
+			return e, false, fmt.Errorf("index: entry %d is over 1 MiB", ir.n+1)
+		}
+		switch {
+		case esc:
+			esc = false
+		case inStr && c == '\\':
+			esc = true
+		case c == '"':
+			inStr = !inStr
+		case !inStr && c == '}':
+			goto done
+		case !inStr && (c == '{' || c == '['):
+			return e, false, fmt.Errorf("index: entry %d is not a flat object", ir.n+1)
+		}
+	}
+done:
+	ir.buf = buf
+	if e, err = parseEntry(buf); err != nil {
 		return e, false, fmt.Errorf("index: entry %d: %w", ir.n+1, err)
 	}
 	if e.ID == "" || IndexOf(e.Kind) != ir.Header.Index {
@@ -284,6 +325,87 @@ func (ir *IndexReader) Next() (e Entry, ok bool, err error) {
 	ir.n++
 	ir.lastKind, ir.lastID = e.Kind, e.ID
 	return e, true, nil
+}
+
+// parseEntry reads one canonical entry object; anything unusual goes
+// through encoding/json.
+func parseEntry(b []byte) (Entry, error) {
+	var e Entry
+	i := 1
+	for i < len(b)-1 {
+		if b[i] != '"' {
+			return slowEntry(b)
+		}
+		j := bytes.IndexByte(b[i+1:], '"')
+		if j < 0 || i+j+2 >= len(b) || b[i+j+2] != ':' {
+			return slowEntry(b)
+		}
+		key := b[i+1 : i+1+j]
+		i += j + 3
+		var sv string
+		var raw []byte
+		if b[i] == '"' {
+			k := i + 1
+			for k < len(b) && b[k] != '"' {
+				if b[k] == '\\' {
+					return slowEntry(b)
+				}
+				k++
+			}
+			if k >= len(b) {
+				return slowEntry(b)
+			}
+			sv = string(b[i+1 : k])
+			i = k + 1
+		} else {
+			k := i
+			for k < len(b) && b[k] != ',' && b[k] != '}' {
+				k++
+			}
+			raw = b[i:k]
+			i = k
+		}
+		switch string(key) {
+		case "digest":
+			e.Digest = sv
+		case "file":
+			e.File = sv
+		case "id":
+			e.ID = sv
+		case "kind":
+			e.Kind = sv
+		case "path":
+			e.Path = sv
+		case "source":
+			e.Source = sv
+		case "line":
+			n, err := strconv.ParseInt(string(raw), 10, 64)
+			if err != nil {
+				return slowEntry(b)
+			}
+			e.Line = n
+		case "withdrawn":
+			if string(raw) != "true" && string(raw) != "false" {
+				return slowEntry(b)
+			}
+			e.Withdrawn = string(raw) == "true"
+		default:
+			return slowEntry(b)
+		}
+		if i < len(b)-1 {
+			if b[i] != ',' {
+				return slowEntry(b)
+			}
+			i++
+		}
+	}
+	return e, nil
+}
+
+func slowEntry(b []byte) (Entry, error) {
+	var e Entry
+	err := json.Unmarshal(b, &e)
+	return e, err
 }
 
 // ReadTombstones parses a tombstone file (sorted by kind, id; one per record).

@@ -76,6 +76,11 @@ func newAdapter(ac engine.AdapterContext) (engine.Adapter, error) {
 	if budget < 4<<20 {
 		budget = 4 << 20
 	}
+	for _, d := range []string{"index", "spool"} {
+		if err := os.MkdirAll(filepath.Join(st.tmp, d), 0o700); err != nil {
+			return nil, xerr.Wrap(xerr.Internal, err, "mirror scratch")
+		}
+	}
 	inc := slices.Clone(ac.Profile.Spec.Include)
 	sort.Strings(inc)
 	a := &adapter{ac: ac, st: st, layout: layout, idx: extsort.New(filepath.Join(st.tmp, "index"), budget),
@@ -92,8 +97,16 @@ func newAdapter(ac engine.AdapterContext) (engine.Adapter, error) {
 
 func (a *adapter) openBase() error {
 	a.basePolicy = map[string]mirror.Entry{}
-	it := mirror.OpenIndexes(a.st.base.dir)
-	defer it.Close()
+	fp := filepath.Join(a.st.base.dir, filepath.FromSlash(mirror.IndexPath("findings")))
+	pf, err := os.Open(fp)
+	if err != nil {
+		return baseMissing("base findings index: %v", err)
+	}
+	defer pf.Close()
+	it, err := mirror.OpenIndex(pf)
+	if err != nil {
+		return baseMissing("base findings index: %v", err)
+	}
 	for {
 		e, ok, err := it.Next()
 		if err != nil {
@@ -106,7 +119,7 @@ func (a *adapter) openBase() error {
 			a.basePolicy[e.ID] = e
 		}
 	}
-	f, err := openFile(filepath.Join(a.st.base.dir, filepath.FromSlash(mirror.IndexPath("findings"))))
+	f, err := os.Open(fp)
 	if err != nil {
 		return baseMissing("base findings index: %v", err)
 	}
@@ -617,5 +630,3 @@ func (a *adapter) ArchiveName(m *exportapi.Manifest) string {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-func openFile(p string) (*os.File, error) { return os.Open(p) }

@@ -1,0 +1,103 @@
+package mirror
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestIndexRoundTrip(t *testing.T) {
+	in := []Entry{
+		{Kind: KindFinding, ID: "a/1", Digest: "sha256:00", File: "data/policy/evaluations.jsonl.zst", Source: "p", Path: "f.jsonl", Line: 3},
+		{Kind: KindFinding, ID: "a/10", Digest: "sha256:01", File: "data/policy/evaluations.jsonl.zst", Source: "p", Path: "f.jsonl", Line: 1},
+		{Kind: KindPolicy, ID: `quote " and \ back`, Digest: "sha256:02", File: "data/policy/snapshot.json", Source: "p", Path: "dir/é ü.json"},
+		{Kind: KindPolicy, ID: "z\u2028", Digest: "sha256:03", File: "data/policy/snapshot.json", Source: "p", Path: "x", Withdrawn: true},
+	}
+	var buf bytes.Buffer
+	w, err := NewIndexWriter(&buf, IndexHeader{Compression: Compression{Codec: "zstd", Level: 3}, Include: []string{"findings"}, Index: "findings"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range in {
+		if err := w.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Add(in[0]); err == nil {
+		t.Fatal("unsorted entry accepted")
+	}
+	w.err = nil
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(buf.Bytes()) {
+		t.Fatalf("not JSON: %s", buf.String())
+	}
+	for _, text := range []string{buf.String(), indent(t, buf.Bytes())} {
+		r, err := OpenIndex(strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Header.Index != "findings" || r.Header.Compression.Level != 3 {
+			t.Fatalf("header %+v", r.Header)
+		}
+		var out []Entry
+		for {
+			e, ok, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			out = append(out, e)
+		}
+		if len(out) != len(in) {
+			t.Fatalf("%d entries", len(out))
+		}
+		for i := range in {
+			if in[i] != out[i] {
+				t.Fatalf("entry %d: %+v, want %+v", i, out[i], in[i])
+			}
+		}
+	}
+	// Damaged files are errors, not short reads.
+	for _, bad := range []string{buf.String()[:buf.Len()/2], strings.Replace(buf.String(), IndexSchema, "x", 1),
+		strings.Replace(buf.String(), `"kind":"policy"`, `"kind":"sbom"`, 1)} {
+		r, err := OpenIndex(strings.NewReader(bad))
+		if err != nil {
+			continue
+		}
+		for {
+			_, ok, err := r.Next()
+			if err != nil {
+				break
+			}
+			if !ok {
+				t.Fatalf("damaged index read to the end: %q", bad)
+			}
+		}
+	}
+}
+
+func indent(t *testing.T, b []byte) string {
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestTopString(t *testing.T) {
+	line := []byte(`{"contentType":"application/json","digest":"sha256:ab","document":"{\"id\":\"X\",\"source\":\"no\"}","format":"osv-json","id":"GO-1 \"q\"","kind":"advisory","path":"a/b.json","source":"src"}`)
+	for key, want := range map[string]string{"id": `GO-1 "q"`, "source": "src", "path": "a/b.json", "digest": "sha256:ab", "contentType": "application/json"} {
+		got, err := TopString(line, key)
+		if err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", key, got, err, want)
+		}
+	}
+	if _, err := TopString(line, "missing"); err == nil {
+		t.Error("missing field found")
+	}
+}
