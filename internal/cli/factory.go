@@ -153,6 +153,7 @@ func (f *Factory) Engine(ctx context.Context) (*engine.Engine, error) {
 		DataDir: ec.DataDir, Sources: srcs, MaxDocumentBytes: ec.Limits.MaxDocumentBytes,
 		SortBudget: ec.Limits.SortBufferBytes, Workers: ec.Limits.Workers, Version: Version,
 		SourceDateEpoch: sde, Logger: f.Logger(),
+		EnableTrivyJavaDB: ec.Profiles.Trivy.EnableJavaDb,
 	}
 	if f.Hooks != nil {
 		h, err := f.Hooks(f, cfg)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stellaops/stella/internal/adapter/javadb" // also registers trivy:java-db
 	"github.com/stellaops/stella/internal/adapter/trivy"
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/xerr"
@@ -22,6 +23,9 @@ func init() {
 
 // dbBundleEntry is where a trivy:db bundle carries the Trivy DB.
 const dbBundleEntry = "trivy/db.bundle"
+
+// javaDBBundleEntry is where a trivy:java-db bundle carries the Java DB.
+const javaDBBundleEntry = javadb.DefaultBundlePath
 
 // errFound stops a bundle walk once the wanted entry is copied.
 var errFound = errors.New("found")
@@ -61,15 +65,17 @@ func NewTrivyCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{Use: "trivy", Short: "Work with Trivy DB bundles"}
 	var cacheDir string
 	imp := &cobra.Command{
-		Use:   "import <db.bundle|trivy bundle|runId> --cache-dir <dir>",
-		Short: "Install a Trivy DB where trivy looks (<dir>/db/trivy.db + metadata.json), after checking it",
+		Use:   "import <db.bundle|java-db.bundle|trivy bundle|runId> --cache-dir <dir>",
+		Short: "Install a Trivy DB (<dir>/db/) or Java DB (<dir>/java-db/) where trivy looks, after checking it",
 		Long: `Checks the DB's schema version and that trivy.db opens read-only as a bolt file with the buckets
 trivy needs, then installs it atomically into <cache-dir>/db/. Afterwards:
 
   trivy fs --cache-dir <dir> --skip-db-update --skip-java-db-update --offline-scan <project>
 
 The argument is a db.bundle, a stella trivy:db bundle (.tar.zst, its trivy/db.bundle is used),
-or the id of a trivy:db run.`,
+or the id of a trivy:db run. A java-db.bundle (or a trivy:java-db bundle or run) is checked the
+same way (metadata Version 1, trivy-java.db opens read-only as SQLite with the tables
+artifacts and indices) and installed into <cache-dir>/java-db/.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, a []string) error { return trivyImport(c.Context(), f, a[0], cacheDir) },
 	}
@@ -92,13 +98,19 @@ func trivyImport(ctx context.Context, f *Factory, target, cacheDir string) error
 		}
 		defer os.RemoveAll(tmp)
 		db, err = extractEntry(p, dbBundleEntry, tmp)
+		if err == nil && db == "" {
+			db, err = extractEntry(p, javaDBBundleEntry, tmp)
+		}
 		if err != nil {
 			return xerr.Wrap(xerr.InvalidInput, err, "read %s", p)
 		}
 		if db == "" {
-			return xerr.New(xerr.InvalidInput, "%s has no %s: it is not a trivy:db bundle", p, dbBundleEntry).
-				WithHint("pass the bundle of a --profile trivy:db run")
+			return xerr.New(xerr.InvalidInput, "%s has no %s or %s: it is not a trivy:db or trivy:java-db bundle", p, dbBundleEntry, javaDBBundleEntry).
+				WithHint("pass the bundle of a --profile trivy:db or trivy:java-db run")
 		}
+	}
+	if javadb.IsBundle(db) {
+		return javaDBImport(f, db, cacheDir)
 	}
 	if err := trivy.Import(db, cacheDir); err != nil {
 		return err
@@ -107,6 +119,20 @@ func trivyImport(ctx context.Context, f *Factory, target, cacheDir string) error
 	return f.emit(out, func(w io.Writer) error {
 		fmt.Fprintf(w, "Trivy DB installed in %s\nScan offline with: trivy fs --cache-dir %s --skip-db-update --skip-java-db-update --offline-scan <dir>\n",
 			filepath.Join(cacheDir, "db"), cacheDir)
+		return nil
+	})
+}
+
+// javaDBImport installs a java-db.bundle into <cacheDir>/java-db/.
+func javaDBImport(f *Factory, bundlePath, cacheDir string) error {
+	if err := javadb.Import(bundlePath, cacheDir); err != nil {
+		return err
+	}
+	dir := filepath.Join(cacheDir, javadb.CacheSubdir)
+	out := map[string]string{"javaDb": filepath.Join(dir, javadb.DBFile), "metadata": filepath.Join(dir, javadb.MetadataFile)}
+	return f.emit(out, func(w io.Writer) error {
+		fmt.Fprintf(w, "Trivy Java DB installed in %s\nScan offline with: trivy fs --cache-dir %s --skip-db-update --skip-java-db-update --offline-scan <dir>\n",
+			dir, cacheDir)
 		return nil
 	})
 }
@@ -138,6 +164,17 @@ func verifyTrivy(ctx context.Context, f *Factory, o *VerifyOptions, rep *bundle.
 	}
 	defer os.RemoveAll(tmp)
 	db, err := extractEntry(rep.Bundle, dbBundleEntry, tmp)
+	if err == nil && db == "" {
+		if jdb, jerr := extractEntry(rep.Bundle, javaDBBundleEntry, tmp); jerr == nil && jdb != "" {
+			md, info, err := javadb.VerifyBundle(jdb, tmp)
+			if err != nil {
+				rep.Add(bundle.Check{Name: "trivy-java-db", OK: false, Detail: xerr.As(err).Message})
+				return nil
+			}
+			rep.Add(bundle.Check{Name: "trivy-java-db", OK: true, Detail: fmt.Sprintf("schema %d, %d artifacts, %d SHA-1 entries", md.Version, info.Artifacts, info.Entries)})
+			return nil
+		}
+	}
 	if err != nil || db == "" {
 		detail := "the bundle has no " + dbBundleEntry
 		if err != nil {

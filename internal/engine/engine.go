@@ -36,6 +36,9 @@ type Config struct {
 	Logger           *slog.Logger      // structured JSON logs
 	Now              func() time.Time  // wall clock (ledger timings only; never inside a bundle)
 	Hooks            Hooks             // optional stages supplied by other packages
+	// EnableTrivyJavaDB is ExportCenter.Profiles.Trivy.EnableJavaDb: without
+	// it, trivy:java-db runs are refused at submit.
+	EnableTrivyJavaDB bool
 }
 
 // Hooks are optional stages; nil ones are skipped.
@@ -169,6 +172,11 @@ func (e *Engine) prepare(ctx context.Context, req SubmitRequest) (exportapi.Run,
 		return exportapi.Run{}, xerr.New(xerr.UnsupportedSchema, "profile %q asks for Trivy DB schema %d; this stella writes schema %d",
 			p.Metadata.Name, p.Spec.SchemaVersion, profile.TrivySchemaVersion).WithHint("set spec.schemaVersion to %d", profile.TrivySchemaVersion)
 	}
+	if p.Spec.Kind == "trivy" && p.Spec.Variant == "java-db" {
+		if err := e.checkJavaDB(req.Tenant, p); err != nil {
+			return exportapi.Run{}, err
+		}
+	}
 	if err := supported(p); err != nil {
 		return exportapi.Run{}, err
 	}
@@ -188,6 +196,22 @@ func (e *Engine) prepare(ctx context.Context, req SubmitRequest) (exportapi.Run,
 		return exportapi.Run{}, err
 	}
 	return run, nil
+}
+
+// checkJavaDB gates trivy:java-db on its config toggle (like upstream's,
+// off by default) and on the one Java DB schema trivy reads (1).
+func (e *Engine) checkJavaDB(tenant string, p exportapi.Profile) error {
+	if !e.cfg.EnableTrivyJavaDB {
+		return xerr.New(xerr.InvalidInput, "profile %q (trivy:java-db) is disabled: the Trivy Java DB is built only when ExportCenter.Profiles.Trivy.EnableJavaDb is true", p.Metadata.Name).
+			WithHint("set ExportCenter.Profiles.Trivy.EnableJavaDb: true in the config file, or STELLA_EXPORTCENTER_PROFILES_TRIVY_ENABLEJAVADB=true")
+	}
+	if p.Spec.SchemaVersion != 1 {
+		e.log.Error("adapter.trivy.unsupported_schema_version", "tenant", tenant, "profile", p.Metadata.Name,
+			"schemaVersion", p.Spec.SchemaVersion, "errorCode", xerr.UnsupportedSchema.Label())
+		return xerr.New(xerr.UnsupportedSchema, "profile %q asks for Trivy Java DB schema %d; this stella writes schema 1", p.Metadata.Name, p.Spec.SchemaVersion).
+			WithHint("set spec.schemaVersion to 1")
+	}
+	return nil
 }
 
 // supported fails clearly for profile kinds this build cannot write yet.

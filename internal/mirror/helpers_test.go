@@ -64,7 +64,7 @@ func newEngine(dir string) (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return engine.New(engine.Config{DataDir: dir, Version: "test", SortBudget: 1 << 20,
+	return engine.New(engine.Config{DataDir: dir, Version: "test", SortBudget: 256 << 10, // small: the sorts spill
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, led), nil
 }
 

@@ -72,9 +72,9 @@ func newAdapter(ac engine.AdapterContext) (engine.Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	budget := st.budget / 4
-	if budget < 4<<20 {
-		budget = 4 << 20
+	budget := st.budget / 4 // the index and spool sorts spill to disk past this
+	if budget < 64<<10 {
+		budget = 64 << 10
 	}
 	for _, d := range []string{"index", "spool"} {
 		if err := os.MkdirAll(filepath.Join(st.tmp, d), 0o700); err != nil {
