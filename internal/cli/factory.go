@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/term"
 
@@ -162,6 +163,9 @@ func (f *Factory) Engine(ctx context.Context) (*engine.Engine, error) {
 			return nil, err
 		}
 		ecfg.Hooks = h
+	}
+	ecfg.Hooks.Pushed = func(kind string, d time.Duration, _ error) {
+		f.Metrics().DistributionPush.WithLabelValues(kind).Observe(d.Seconds())
 	}
 	f.led = led
 	f.eng = engine.New(ecfg, led)

@@ -115,8 +115,10 @@ func NewDownloadCmd(f *Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if run.State != exportapi.StateSucceeded {
-				return xerr.New(xerr.InvalidInput, "run %s is %s; only succeeded runs have artifacts to download", run.ID, run.State)
+			// A run whose push failed (errorCode distribution) keeps its bundle.
+			pushFailed := run.State == exportapi.StateFailed && run.ErrorType == string(xerr.Distribution) && len(run.Artifacts) > 0
+			if run.State != exportapi.StateSucceeded && !pushFailed {
+				return xerr.New(xerr.InvalidInput, "run %s is %s; only succeeded runs (and runs whose push failed) have artifacts to download", run.ID, run.State)
 			}
 			return download(ctx, f, run, out)
 		},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -172,7 +173,21 @@ func runTable(w io.Writer, r exportapi.Run) error {
 	for _, a := range r.Artifacts {
 		row(tw, "artifact", fmt.Sprintf("%s  %s  sha256:%s", a.Path, humanBytes(a.Bytes), a.SHA256))
 	}
+	for _, k := range sortedExtraKeys(r.Extra, engine.ExtraDistributionPrefix) {
+		row(tw, "pushed", strings.TrimPrefix(k, engine.ExtraDistributionPrefix)+"  "+r.Extra[k])
+	}
 	return tw.Flush()
+}
+
+func sortedExtraKeys(m map[string]string, prefix string) []string {
+	var out []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func sortedCountKeys(m map[string]int64) []string {

@@ -50,6 +50,9 @@ type Hooks struct {
 	// SignArchive signs the finished archive and returns the files it wrote
 	// beside it (a signature, a sigstore bundle).
 	SignArchive func(ctx context.Context, archivePath string) (paths []string, err error)
+	// Pushed is told how long each distribution push took (kind "oci" or
+	// "object") and its error, for exporter_distribution_push_seconds.
+	Pushed func(kind string, d time.Duration, err error)
 }
 
 // Engine runs exports against a ledger.
@@ -180,10 +183,8 @@ func (e *Engine) prepare(ctx context.Context, req SubmitRequest) (exportapi.Run,
 	if err := supported(p); err != nil {
 		return exportapi.Run{}, err
 	}
-	for _, t := range req.Push {
-		if !strings.HasPrefix(t, "oci://") && !strings.HasPrefix(t, "s3://") {
-			return exportapi.Run{}, xerr.New(xerr.InvalidInput, "--push %q: want oci://host[:port]/repo:tag or s3://bucket/prefix", t)
-		}
+	if err := validatePush(p, req.Push); err != nil {
+		return exportapi.Run{}, err
 	}
 	now := e.cfg.Now().UTC()
 	run := exportapi.Run{

@@ -103,6 +103,10 @@ func (e *Engine) Execute(ctx context.Context, id string) (exportapi.Run, error) 
 	defer cancel(nil)
 	rep := &reporter{e: e, run: id, cancel: cancel}
 	arts, counts, exportID, err := e.build(rctx, run, rep.progress)
+	recorded := false // artifacts already on the run (distribute records them before pushing)
+	if err == nil {
+		recorded, err = e.distribute(rctx, run, arts, counts, exportID, rep.progress)
+	}
 	if err != nil {
 		if c := context.Cause(rctx); c != nil && errors.Is(c, errCancelled) {
 			err = errCancelled
@@ -121,6 +125,9 @@ func (e *Engine) Execute(ctx context.Context, id string) (exportapi.Run, error) 
 	}
 	end := e.cfg.Now().UTC()
 	for i := range arts {
+		if recorded {
+			break
+		}
 		a := arts[i]
 		e.led.AppendEvent(ctx, exportapi.Event{RunID: id, Type: exportapi.EventArtifact, Artifact: &a, Time: end})
 	}
