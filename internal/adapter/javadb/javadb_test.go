@@ -55,12 +55,12 @@ func TestFromComponent(t *testing.T) {
 	}{
 		{c: record.Component{Purl: "pkg:maven/g/a@1", SHA1: sha}, ok: true},
 		{c: record.Component{Purl: "pkg:maven/g/a", Version: "2", SHA1: sha}, ok: true},
-		{c: record.Component{Purl: "pkg:maven/g/a@1"}},                                 // no hash: not for the Java DB
-		{c: record.Component{Purl: "pkg:npm/lodash@4.17.20", SHA1: sha}},              // not Maven
-		{c: record.Component{Purl: "pkg:maven/g/a@1?type=pom", SHA1: sha}},            // a POM is no archive
-		{c: record.Component{Purl: "pkg:maven/g/a@1", SHA1: "abc"}, bad: true},        // short hash
-		{c: record.Component{Purl: "pkg:maven/g/a", SHA1: sha}, bad: true},            // no version
-		{c: record.Component{Purl: "pkg:maven/a@1", SHA1: sha}, bad: true},             // no groupId
+		{c: record.Component{Purl: "pkg:maven/g/a@1"}},                                       // no hash: not for the Java DB
+		{c: record.Component{Purl: "pkg:npm/lodash@4.17.20", SHA1: sha}},                     // not Maven
+		{c: record.Component{Purl: "pkg:maven/g/a@1?type=pom", SHA1: sha}},                   // a POM is no archive
+		{c: record.Component{Purl: "pkg:maven/g/a@1", SHA1: "abc"}, bad: true},               // short hash
+		{c: record.Component{Purl: "pkg:maven/g/a", SHA1: sha}, bad: true},                   // no version
+		{c: record.Component{Purl: "pkg:maven/a@1", SHA1: sha}, bad: true},                   // no groupId
 		{c: record.Component{Purl: "pkg:maven/g/a@1", SHA1: strings.ToUpper(sha)}, ok: true}, // case
 	} {
 		e, ok, err := FromComponent(c.c)
@@ -95,7 +95,7 @@ func cdx(ts string, comps ...[2]string) []byte {
 		cs = append(cs, x)
 	}
 	b, _ := json.Marshal(map[string]any{"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
-		"metadata": map[string]any{"timestamp": ts, "component": map[string]string{"type": "application", "name": "app"}},
+		"metadata":   map[string]any{"timestamp": ts, "component": map[string]string{"type": "application", "name": "app"}},
 		"components": cs})
 	return b
 }
