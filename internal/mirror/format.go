@@ -128,6 +128,7 @@ type IndexWriter struct {
 	lastKind string
 	lastID   string
 	err      error
+	buf      []byte
 }
 
 // NewIndexWriter starts an index file on w.
@@ -158,15 +159,11 @@ func (iw *IndexWriter) Add(e Entry) error {
 		iw.err = fmt.Errorf("index: %s:%s after %s:%s (not sorted, or twice)", e.Kind, e.ID, iw.lastKind, iw.lastID)
 		return iw.err
 	}
-	b, err := canon.Fast(e)
-	if err != nil {
-		iw.err = err
-		return err
-	}
+	iw.buf = AppendEntry(iw.buf[:0], e)
 	if iw.n > 0 {
 		iw.w.WriteByte(',')
 	}
-	_, iw.err = iw.w.Write(b)
+	_, iw.err = iw.w.Write(iw.buf)
 	iw.n++
 	iw.lastKind, iw.lastID = e.Kind, e.ID
 	return iw.err
@@ -498,4 +495,47 @@ func TopString(line []byte, key string) (string, error) {
 		return "", fmt.Errorf("field %q: %w", key, err)
 	}
 	return s, nil
+}
+
+// ParseEntry reads one entry object (as AppendEntry writes it).
+func ParseEntry(b []byte) (Entry, error) { return parseEntry(b) }
+
+// AppendEntry appends the canonical JSON of e to dst: the bytes
+// canon.Fast(e) gives, without reflection.
+func AppendEntry(dst []byte, e Entry) []byte {
+	dst = append(dst, `{"digest":`...)
+	dst = appendJSONString(dst, e.Digest)
+	dst = append(dst, `,"file":`...)
+	dst = appendJSONString(dst, e.File)
+	dst = append(dst, `,"id":`...)
+	dst = appendJSONString(dst, e.ID)
+	dst = append(dst, `,"kind":`...)
+	dst = appendJSONString(dst, e.Kind)
+	if e.Line != 0 {
+		dst = append(dst, `,"line":`...)
+		dst = strconv.AppendInt(dst, e.Line, 10)
+	}
+	dst = append(dst, `,"path":`...)
+	dst = appendJSONString(dst, e.Path)
+	dst = append(dst, `,"source":`...)
+	dst = appendJSONString(dst, e.Source)
+	if e.Withdrawn {
+		dst = append(dst, `,"withdrawn":true`...)
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString quotes s as encoding/json does with HTML escaping off;
+// strings that need escaping go through encoding/json itself.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			b, _ := canon.Fast(s)
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }

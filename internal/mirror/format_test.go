@@ -101,3 +101,23 @@ func TestTopString(t *testing.T) {
 		t.Error("missing field found")
 	}
 }
+
+func TestAppendEntryIsCanonical(t *testing.T) {
+	for _, e := range []Entry{
+		{Kind: "advisory", ID: "GO-2024-1", Digest: "sha256:ab", File: "data/raw/advisories/x.jsonl.zst", Source: "s", Path: "a/b.json"},
+		{Kind: "finding", ID: "p/r/1", Line: 12, Withdrawn: true, Path: "<b>&amp;</b>", Source: "x\u2028y"},
+		{Kind: "vex", ID: "https://x/y?a=1&b=\"2\"", Path: "é\x01\t\\", Source: "\xff"},
+	} {
+		want, _ := canonFast(e)
+		if got := AppendEntry(nil, e); !bytes.Equal(got, want) {
+			t.Errorf("AppendEntry %s\n canon.Fast %s", got, want)
+		}
+		back, err := ParseEntry(AppendEntry(nil, e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Source != "\xff" && back != e {
+			t.Errorf("round trip %+v -> %+v", e, back)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/xerr"
@@ -101,8 +102,9 @@ type lineReader struct {
 	f   *os.File
 	dec io.ReadCloser
 	br  *bufio.Reader
-	key func([]byte) (lineKey, error)
-	cur []byte
+	key  func([]byte) (lineKey, error)
+	cur  []byte // valid until the next call of next
+	long []byte
 	k   lineKey
 	ok  bool
 	err error
@@ -125,7 +127,15 @@ func openLines(p string, codec bundle.Codec, key func([]byte) (lineKey, error)) 
 }
 
 func (r *lineReader) next() {
-	line, err := r.br.ReadBytes('\n')
+	line, err := r.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull { // a long line: gather it
+		r.long = append(r.long[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = r.br.ReadSlice('\n')
+			r.long = append(r.long, line...)
+		}
+		line = r.long
+	}
 	if err == io.EOF && len(line) == 0 {
 		r.ok = false
 		return
@@ -295,22 +305,44 @@ func mergeDelta(ctx context.Context, out, cur string, b *staged) error {
 		names = append(names, s)
 	}
 	sort.Strings(names)
+	// Streams are independent files: merge two at a time.
+	jobs := make(chan string)
+	errs := make(chan error, len(names))
+	var wg sync.WaitGroup
+	for w := 0; w < min(2, len(names)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range jobs {
+				var cp, dp string
+				if r, ok := curStreams[s]; ok {
+					cp = filepath.Join(cur, filepath.FromSlash(r))
+				}
+				if r, ok := deltaStreams[s]; ok {
+					dp = filepath.Join(b.dir, filepath.FromSlash(r))
+				}
+				dst := filepath.Join(out, "data", filepath.FromSlash(s)+".jsonl"+bundle.Codec(h.Compression.Codec).Ext())
+				if err := mergeStream(s, dst, h.Compression, cp, dp, change, carried); err != nil {
+					errs <- xerr.New(xerr.Verify, "%s: stream %s: %v", b.name(), s, err)
+				}
+			}
+		}()
+	}
 	for _, s := range names {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil || len(errs) > 0 {
+			break
 		}
 		failpoint("merge")
-		var cp, dp string
-		if r, ok := curStreams[s]; ok {
-			cp = filepath.Join(cur, filepath.FromSlash(r))
-		}
-		if r, ok := deltaStreams[s]; ok {
-			dp = filepath.Join(b.dir, filepath.FromSlash(r))
-		}
-		dst := filepath.Join(out, "data", filepath.FromSlash(s)+".jsonl"+bundle.Codec(h.Compression.Codec).Ext())
-		if err := mergeStream(s, dst, h.Compression, cp, dp, change, carried); err != nil {
-			return xerr.New(xerr.Verify, "%s: stream %s: %v", b.name(), s, err)
-		}
+		jobs <- s
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	for _, rel := range deltaDocs {
 		dst := filepath.Join(out, filepath.FromSlash(rel))

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stellaops/stella/internal/bundle"
-	"github.com/stellaops/stella/internal/canon"
 	"github.com/stellaops/stella/internal/crypt"
 	"github.com/stellaops/stella/internal/engine"
 	"github.com/stellaops/stella/internal/extsort"
@@ -48,6 +46,7 @@ type adapter struct {
 	closers      []io.Closer
 
 	delta *exportapi.Delta
+	buf   []byte
 	// delta: records are spooled (stream, id, source, path, seq -> line) and
 	// written at Finish, once duplicates against unchanged base documents
 	// are resolved.
@@ -174,11 +173,8 @@ func (a *adapter) addIndex(kind, id string, part byte, e *mirror.Entry) error {
 	k = append(k, 0, part)
 	var v []byte
 	if e != nil {
-		b, err := canon.Fast(e)
-		if err != nil {
-			return err
-		}
-		v = b
+		a.buf = mirror.AppendEntry(a.buf[:0], *e)
+		v = a.buf
 	}
 	return a.idx.Add(k, v)
 }
@@ -316,9 +312,11 @@ func (a *adapter) iterate() *currentIter {
 			case partSame:
 				cur.same = true
 			case partEntry:
-				if err := jsonUnmarshal(v, &cur.entry); err != nil {
+				e, err := mirror.ParseEntry(v)
+				if err != nil {
 					return err
 				}
+				cur.entry = e
 				cur.written = true
 			}
 			return nil
@@ -628,5 +626,3 @@ func (a *adapter) ArchiveName(m *exportapi.Manifest) string {
 	}
 	return fmt.Sprintf("mirror-%s-%s-%s-%d.tar.zst", m.Tenant, date, a.st.variant, m.Sequence)
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
