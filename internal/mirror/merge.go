@@ -99,16 +99,16 @@ func keyFunc(stream string) (func([]byte) (lineKey, error), error) {
 
 // lineReader reads the lines of a (compressed) JSONL file.
 type lineReader struct {
-	f   *os.File
-	dec io.ReadCloser
-	br  *bufio.Reader
+	f    *os.File
+	dec  io.ReadCloser
+	br   *bufio.Reader
 	key  func([]byte) (lineKey, error)
 	cur  []byte // valid until the next call of next
 	long []byte
-	k   lineKey
-	ok  bool
-	err error
-	n   int64
+	k    lineKey
+	ok   bool
+	err  error
+	n    int64
 }
 
 func openLines(p string, codec bundle.Codec, key func([]byte) (lineKey, error)) (*lineReader, error) {
