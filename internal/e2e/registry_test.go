@@ -279,3 +279,41 @@ func TestRegistryPushFailure(t *testing.T) {
 		t.Fatalf("verify the downloaded bundle: exit %d %s", code, stderr)
 	}
 }
+
+// TestRegistryJavaDB: a trivy:java-db run pushed without a tag lands at the
+// schema major (:1) in the form trivy --java-db-repository pulls: stock
+// trivy downloads it into an empty cache's java-db/.
+func TestRegistryJavaDB(t *testing.T) {
+	tv := oracle(t, "trivy")
+	addr := startRegistry(t)
+	e := newEnv(t)
+	c := e.cmd("run", "submit", "--profile", "trivy:java-db", "--source", "sbom="+testdata(t, "javadb/sbom"),
+		"--push", "oci://"+addr+"/trivy-java-db")
+	c.Env = append(c.Env, "STELLA_EXPORTCENTER_PROFILES_TRIVY_ENABLEJAVADB=true")
+	var so, se strings.Builder
+	c.Stdout, c.Stderr = &so, &se
+	if err := c.Run(); err != nil {
+		t.Fatalf("trivy:java-db run with --push: %v\n%s", err, se.String())
+	}
+	run := decodeRun(t, so.String())
+	digest, m := getManifest(t, addr, "trivy-java-db", "1")
+	if run.Extra["distribution.oci://"+addr+"/trivy-java-db"] != digest {
+		t.Fatalf("run recorded %v, registry holds %s at :1", run.Extra, digest)
+	}
+	l0 := m["layers"].([]any)[0].(map[string]any)
+	if l0["mediaType"] != "application/vnd.aquasec.trivy.javadb.layer.v1.tar+gzip" {
+		t.Fatalf("java-db layer %v", l0)
+	}
+	cache := t.TempDir()
+	tc := exec.Command(tv, "image", "--download-java-db-only", "--java-db-repository", addr+"/trivy-java-db:1",
+		"--cache-dir", cache, "--skip-version-check", "--disable-telemetry", "--no-progress")
+	tc.Env = offlineEnv(t)
+	if b, err := tc.CombinedOutput(); err != nil {
+		t.Fatalf("trivy --download-java-db-only: %v\n%s", err, b)
+	}
+	for _, f := range []string{"trivy-java.db", "metadata.json"} {
+		if _, err := os.Stat(filepath.Join(cache, "java-db", f)); err != nil {
+			t.Fatalf("trivy did not install java-db/%s from the registry: %v", f, err)
+		}
+	}
+}
