@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +19,27 @@ import (
 
 func init() {
 	extraCommands = append(extraCommands, NewMirrorCmd)
+	verifyHooks = append(verifyHooks, verifyMirrorChain)
+}
+
+// verifyMirrorChain adds the mirror chain-field check to `stella export
+// verify` of a mirror bundle (mirror verify runs the full mirror rules).
+func verifyMirrorChain(_ context.Context, _ *Factory, _ *VerifyOptions, rep *bundle.Report) error {
+	m := rep.Manifest
+	if m == nil || m.Profile.Kind != "mirror" {
+		return nil
+	}
+	for _, c := range rep.Checks {
+		if c.Name == "mirror-chain" {
+			return nil
+		}
+	}
+	if probs := mirror.ChainProblems(m); len(probs) > 0 {
+		rep.Add(bundle.Check{Name: "mirror-chain", OK: false, Detail: strings.Join(probs, "; ")})
+	} else {
+		rep.Add(bundle.Check{Name: "mirror-chain", OK: true, Detail: fmt.Sprintf("mirror:%s, sequence %d", m.Profile.Variant, m.Sequence)})
+	}
+	return nil
 }
 
 // NewMirrorCmd builds `stella export mirror` (the receiving side of mirror
@@ -80,6 +102,7 @@ func mirrorVerifyRun(ctx context.Context, f *Factory, o *MirrorOptions) error {
 		var names []string
 		for _, c := range rep.Failed() {
 			names = append(names, c.Name+": "+c.Detail)
+			f.Metrics().VerifyFailures.WithLabelValues(c.Name).Inc()
 		}
 		return &xerr.Error{Code: xerr.Verify, Message: fmt.Sprintf("%s failed verification: %v", p, names), Reported: true}
 	}
@@ -151,6 +174,9 @@ func mirrorApplyRun(ctx context.Context, f *Factory, o *MirrorOptions) error {
 	}
 	res, err := mirror.Apply(ctx, opt)
 	if err != nil {
+		if xerr.Is(err, xerr.Verify) {
+			f.Metrics().VerifyFailures.WithLabelValues("mirror-apply").Inc()
+		}
 		return err
 	}
 	return f.emit(res, func(w io.Writer) error {
