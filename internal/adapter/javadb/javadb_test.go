@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -374,4 +375,35 @@ func evidenceKind(doc record.Document) (record.Kind, error) {
 		return "", err
 	}
 	return p.Kind, nil
+}
+
+// BenchmarkWriteDB writes a Java DB of 100k entries (10k artifacts) and
+// packs it: go test -run '^$' -bench WriteDB -benchtime 1x ./internal/adapter/javadb/
+func BenchmarkWriteDB(b *testing.B) {
+	const n = 100_000
+	entries := make([]Entry, n)
+	for i := range entries {
+		e := Entry{GroupID: fmt.Sprintf("org.example.group%04d", i/10/100), ArtifactID: fmt.Sprintf("artifact-%05d", i/10),
+			Version: fmt.Sprintf("1.%d.0", i%10), ArchiveType: "jar"}
+		s := sha256.Sum256([]byte(fmt.Sprint(i)))
+		copy(e.SHA1[:], s[:20])
+		entries[i] = e
+	}
+	b.ResetTimer()
+	for range b.N {
+		dir := b.TempDir()
+		slices.SortFunc(entries, Entry.compare)
+		if _, err := WriteDB(context.Background(), filepath.Join(dir, DBFile), entries); err != nil {
+			b.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, MetadataFile), []byte(`{"Version":1}`), 0o644)
+		var buf bytes.Buffer
+		if err := Pack(&buf, dir, 0); err != nil {
+			b.Fatal(err)
+		}
+		st, _ := os.Stat(filepath.Join(dir, DBFile))
+		b.ReportMetric(float64(st.Size())/(1<<20), "db-MiB")
+		b.ReportMetric(float64(buf.Len())/(1<<20), "bundle-MiB")
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds()*float64(b.N), "entries/s")
+	}
 }
