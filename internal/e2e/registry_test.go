@@ -252,6 +252,17 @@ func TestRegistryPushFailure(t *testing.T) {
 			t.Fatalf("--push %s: exit %d (want 2 at submit)\n%s", bad, code, stderr)
 		}
 	}
+	// A profile whose spec.distribution target is malformed is refused at submit too.
+	f := filepath.Join(t.TempDir(), "p.yaml")
+	os.WriteFile(f, []byte("apiVersion: stellaops.io/export.v1\nkind: ExportProfile\nmetadata: {name: bad-target, tenant: default}\n"+
+		"spec: {kind: json, variant: raw, include: [advisories], distribution: [{kind: oci, target: \"oci://registry-without-repo\"}]}\n"), 0o644)
+	if _, stderr, code := e.run("profile", "create", "-f", f); code != 0 {
+		t.Fatalf("profile create: %s", stderr)
+	}
+	if _, stderr, code := e.run("run", "submit", "--profile", "bad-target", "--source", "go="+testdata(t, "evidence/osv/golang-vulndb/t0")); code != 2 ||
+		!strings.Contains(stderr, "spec.distribution[0]") {
+		t.Fatalf("malformed profile target: exit %d (want 2 at submit)\n%s", code, stderr)
+	}
 	closed := "oci://" + freeAddr(t) + "/exports/go:1"
 	out, stderr, code := e.run("run", "submit", "--profile", "json:raw", "--source", "go="+testdata(t, "evidence/osv/golang-vulndb/t0"),
 		"--push", closed, "--push", "s3://bucket/exports")

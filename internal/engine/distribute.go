@@ -28,17 +28,31 @@ const (
 	trivyJavaDBEntry = "trivy/java-db.bundle"
 )
 
-// validatePush checks --push targets at submit: the URL forms of
-// internal/distribute, and a tag for bundles (trivy DBs default to their
+// validatePush checks a run's push targets at submit, before any work:
+// --push and the profile's spec.distribution, in the URL forms of
+// internal/distribute, with a tag for bundles (trivy DBs default to their
 // schema major).
-func validatePush(p exportapi.Profile, targets []string) error {
-	for _, t := range targets {
+func validatePush(p exportapi.Profile, push []string) error {
+	check := func(origin, t string) error {
 		if err := distribute.Validate(t); err != nil {
-			return xerr.New(xerr.InvalidInput, "--push: %s", xerr.As(err).Message).WithHint("%s", xerr.As(err).Hint)
+			return xerr.New(xerr.InvalidInput, "%s: %s", origin, xerr.As(err).Message).WithHint("%s", xerr.As(err).Hint)
 		}
 		if distribute.KindOf(t) == "oci" && p.Spec.Kind != "trivy" && !hasTag(t) {
-			return xerr.New(xerr.InvalidInput, "--push %q names no tag", t).
+			return xerr.New(xerr.InvalidInput, "%s: %q names no tag", origin, t).
 				WithHint("add one, e.g. %s:latest (only trivy DBs default to their schema major)", t)
+		}
+		return nil
+	}
+	for i, d := range p.Spec.Distribution {
+		if d.Kind == "oci" || d.Kind == "object" {
+			if err := check(fmt.Sprintf("profile %q spec.distribution[%d]", p.Metadata.Name, i), d.Target); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range push {
+		if err := check("--push", t); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -106,8 +120,8 @@ func (e *Engine) distribute(ctx context.Context, run exportapi.Run, arts []expor
 	tmp := filepath.Join(e.RunDir(run.ID), ".distribute")
 	defer os.RemoveAll(tmp)
 	art, err := pushArtifact(prof, arts, tmp)
-	if err != nil {
-		return true, err
+	if err != nil { // still a distribution failure: the bundle is recorded and stays downloadable
+		return true, &xerr.Error{Code: xerr.Distribution, Err: err, Message: fmt.Sprintf("prepare the push of %s: %s", arts[0].Name, xerr.As(err).Message)}
 	}
 	var total int64
 	var failed []string
@@ -135,7 +149,8 @@ func (e *Engine) distribute(ctx context.Context, run exportapi.Run, arts []expor
 				return true, err
 			}
 			if xerr.CodeOf(err) != xerr.Distribution {
-				err = xerr.Wrap(xerr.Distribution, err, "push to %s", t)
+				xe := xerr.As(err)
+				err = &xerr.Error{Code: xerr.Distribution, Err: err, Hint: xe.Hint, Message: fmt.Sprintf("push to %s: %s", t, xe.Message)}
 			}
 			failed = append(failed, t)
 			if first == nil {
