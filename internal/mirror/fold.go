@@ -168,24 +168,6 @@ func ReadHeader(path string) (IndexHeader, error) {
 	return ir.Header, nil
 }
 
-// indexFilter yields the entries of one index only.
-type indexFilter struct {
-	it   EntryIter
-	name string
-}
-
-func (f indexFilter) Next() (Entry, bool, error) {
-	for {
-		e, ok, err := f.it.Next()
-		if !ok || err != nil {
-			return e, ok, err
-		}
-		if IndexOf(e.Kind) == f.name {
-			return e, true, nil
-		}
-	}
-}
-
 // FoldDir writes into out (a folder) the four index files that result from
 // applying the delta bundle root delta (its indexes and tombstones) to the
 // mirror root cur.

@@ -641,3 +641,24 @@ func TestStatusAndBundleFolders(t *testing.T) {
 	}
 	_ = bundle.IsMeta
 }
+
+// A delta over unchanged evidence is empty but valid, and applies as a no-change step.
+func TestNoChangeDelta(t *testing.T) {
+	f := getFixture(t)
+	r, err := runEngine(f.eng, engine.SubmitRequest{Profile: "mirror:delta", BaseRunID: f.run01.ID, Sources: sources(f.t1), SkipInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := manifestOf(t, archiveOf(r))
+	if len(m.Delta.Added)+len(m.Delta.Changed)+len(m.Delta.Removed) != 0 || m.Sequence != 3 {
+		t.Fatalf("delta of unchanged evidence: seq %d, %+v", m.Sequence, m.Delta)
+	}
+	for _, c := range m.Contents {
+		if strings.HasPrefix(c.Path, "data/") {
+			t.Errorf("unexpected %s", c.Path)
+		}
+	}
+	target := filepath.Join(t.TempDir(), "m")
+	applyOK(t, target, mirror.ApplyOptions{}, f.full0, f.delta01, archiveOf(r))
+	sameAsFull(t, target, f.full1)
+}

@@ -52,7 +52,6 @@ func Verify(p string, opt VerifyOptions) *bundle.Report {
 // indexCheck reads the index files as Verify streams them.
 type indexCheck struct {
 	mu       sync.Mutex
-	wg       sync.WaitGroup
 	manifest *exportapi.Manifest
 	errs     []string
 	files    map[string]bool  // files the entries refer to
@@ -214,8 +213,7 @@ func checkMirror(rep *bundle.Report, ic *indexCheck, opt VerifyOptions) {
 		add("mirror-tombstones", false, "a full bundle has no tombstones, but %s is present", TombstonesPath)
 	}
 
-	// Indexes.
-	ic.wg.Wait()
+	// Indexes (every tap has finished: Verify closed them).
 	var probs []string
 	probs = append(probs, ic.errs...)
 	listed := map[string]bool{}
