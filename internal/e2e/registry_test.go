@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -15,12 +16,20 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/stellaops/stella/pkg/exportapi"
 )
 
 // startRegistry runs the real Debian docker-registry (distribution 2.8) on a
 // free loopback port with its storage in a temp dir, and returns host:port.
 func startRegistry(t *testing.T) string {
+	t.Helper()
+	return startRegistryWith(t, "")
+}
+
+// startRegistryWith adds YAML (e.g. an auth: section) to the registry config.
+func startRegistryWith(t *testing.T, extra string) string {
 	t.Helper()
 	bin := oracle(t, "docker-registry")
 	addr := freeAddr(t)
@@ -35,7 +44,7 @@ storage:
   delete: {enabled: true}
 http:
   addr: %s
-`, filepath.Join(dir, "data"), addr)), 0o644)
+%s`, filepath.Join(dir, "data"), addr, extra)), 0o644)
 	cmd := exec.Command(bin, "serve", cfg)
 	logf, _ := os.Create(filepath.Join(dir, "registry.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -52,7 +61,7 @@ http:
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return addr
 			}
 		}
@@ -326,5 +335,49 @@ func TestRegistryJavaDB(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(cache, "java-db", f)); err != nil {
 			t.Fatalf("trivy did not install java-db/%s from the registry: %v", f, err)
 		}
+	}
+}
+
+// TestRegistryAuth: against the real registry with htpasswd (basic) auth, an
+// anonymous push fails with ERR_EXPORT_DISTRIBUTION naming the variables;
+// STELLA_REGISTRY_USERNAME/PASSWORD and a docker config.json both work.
+func TestRegistryAuth(t *testing.T) {
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o600)
+	addr := startRegistryWith(t, fmt.Sprintf("auth:\n  htpasswd: {realm: stella-test, path: %s}\n", htpasswd))
+	e := newEnv(t)
+	noDocker := t.TempDir()
+	push := func(tag string, env ...string) (exportapi.Run, string, int) {
+		c := e.cmd("run", "submit", "--profile", "json:raw", "--source", "go="+testdata(t, "evidence/osv/golang-vulndb/t0"),
+			"--push", "oci://"+addr+"/exports/go:"+tag)
+		c.Env = append(c.Env, append([]string{"DOCKER_CONFIG=" + noDocker, "STELLA_REGISTRY_USERNAME=", "STELLA_REGISTRY_PASSWORD="}, env...)...)
+		var so, se strings.Builder
+		c.Stdout, c.Stderr = &so, &se
+		err := c.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return decodeRun(t, so.String()), se.String(), code
+	}
+	if run, stderr, code := push("anon"); code != 10 || run.ErrorCode != "distribution" || !strings.Contains(stderr, "STELLA_REGISTRY_USERNAME") {
+		t.Fatalf("anonymous push: exit %d %+v\n%s", code, run, stderr)
+	}
+	if _, stderr, code := push("wrong", "STELLA_REGISTRY_USERNAME=ci", "STELLA_REGISTRY_PASSWORD=nope"); code != 10 {
+		t.Fatalf("wrong password: exit %d\n%s", code, stderr)
+	}
+	if run, stderr, code := push("env", "STELLA_REGISTRY_USERNAME=ci", "STELLA_REGISTRY_PASSWORD=s3cret"); code != 0 || len(run.Extra) == 0 {
+		t.Fatalf("env credentials: exit %d\n%s", code, stderr)
+	}
+	docker := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("ci:s3cret"))
+	os.WriteFile(filepath.Join(docker, "config.json"), []byte(`{"auths":{"`+addr+`":{"auth":"`+auth+`"}}}`), 0o600)
+	if run, stderr, code := push("docker", "DOCKER_CONFIG="+docker); code != 0 || len(run.Extra) == 0 {
+		t.Fatalf("docker config credentials: exit %d\n%s", code, stderr)
 	}
 }
