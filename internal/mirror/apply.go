@@ -111,7 +111,7 @@ func Apply(ctx context.Context, opt ApplyOptions) (res *ApplyResult, err error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := cleanLeftovers(target, st.Generation); err != nil {
+	if err := cleanLeftovers(target, st.Generation, st.previous); err != nil {
 		return nil, xerr.Wrap(xerr.Internal, err, "clean %s", target)
 	}
 	staging, err := os.MkdirTemp(target, stagingPfx)
@@ -134,6 +134,12 @@ func Apply(ctx context.Context, opt ApplyOptions) (res *ApplyResult, err error) 
 		bs = append(bs, b)
 	}
 	current = ""
+	seen := map[string]bool{} // the same bundle given twice counts once
+	bs = slices.DeleteFunc(bs, func(b *staged) bool {
+		dup := seen[b.digest]
+		seen[b.digest] = true
+		return dup
+	})
 	slices.SortStableFunc(bs, func(x, y *staged) int {
 		if x.m.Sequence != y.m.Sequence {
 			if x.m.Sequence < y.m.Sequence {
@@ -259,7 +265,7 @@ func Apply(ctx context.Context, opt ApplyOptions) (res *ApplyResult, err error) 
 	syncDir(target)
 	failpoint("before-swap")
 	tmp := filepath.Join(target, PointerFile+".tmp")
-	if err := writeJSON(tmp, Pointer{Current: gen, Schema: TargetSchema}); err != nil {
+	if err := writeJSON(tmp, Pointer{Current: gen, Previous: st.Generation, Schema: TargetSchema}); err != nil {
 		os.RemoveAll(final)
 		return nil, xerr.Wrap(xerr.Internal, err, "pointer")
 	}
@@ -269,9 +275,8 @@ func Apply(ctx context.Context, opt ApplyOptions) (res *ApplyResult, err error) 
 	}
 	syncDir(target)
 	failpoint("after-swap")
-	if st.Generation != "" {
-		os.RemoveAll(filepath.Join(target, st.Generation))
-	}
+	// The generation before the previous one has no reader left to serve.
+	cleanLeftovers(target, gen, st.Generation)
 	res.Head, res.Generation = newHead, gen
 	return res, nil
 }

@@ -587,10 +587,17 @@ func TestKillDuringApply(t *testing.T) {
 				t.Errorf("the swap had happened; the re-apply should be a no-op: %+v", res)
 			}
 			ents, _ := os.ReadDir(target)
+			gens := 0
 			for _, e := range ents {
-				if strings.HasPrefix(e.Name(), ".staging") || (strings.HasPrefix(e.Name(), "g-") && e.Name() != res.Generation) {
+				if strings.HasPrefix(e.Name(), ".staging") {
 					t.Errorf("leftover %s", e.Name())
 				}
+				if strings.HasPrefix(e.Name(), "g-") {
+					gens++
+				}
+			}
+			if gens > 2 { // the current one and the one before, for readers
+				t.Errorf("%d generations left", gens)
 			}
 		})
 	}
@@ -638,6 +645,26 @@ func TestStatusAndBundleFolders(t *testing.T) {
 	root, _ := mirror.CurrentRoot(target)
 	if _, err := os.Stat(filepath.Join(root, "README.md")); err != nil {
 		t.Fatal(err)
+	}
+	// The generation before the current one stays for readers that started
+	// before the switch; older ones go.
+	first := st.Generation
+	applyOK(t, target, mirror.ApplyOptions{}, f.delta12)
+	st2, _ := mirror.ReadState(target)
+	if _, err := os.Stat(filepath.Join(target, first)); err != nil {
+		t.Errorf("previous generation %s removed: %v", first, err)
+	}
+	applyOK(t, target, mirror.ApplyOptions{AllowRollback: true}, f.full0)
+	if _, err := os.Stat(filepath.Join(target, first)); err == nil {
+		t.Errorf("generation %s outlived two applies", first)
+	}
+	if _, err := os.Stat(filepath.Join(target, st2.Generation)); err != nil {
+		t.Errorf("previous generation %s removed: %v", st2.Generation, err)
+	}
+	// The same bundle twice in one command counts once.
+	other := filepath.Join(t.TempDir(), "o")
+	if res := applyOK(t, other, mirror.ApplyOptions{}, f.full0, f.full0, f.delta01); len(res.Applied) != 2 {
+		t.Fatalf("applied %+v", res.Applied)
 	}
 	_ = bundle.IsMeta
 }

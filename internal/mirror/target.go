@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/stellaops/stella/internal/canon"
@@ -35,7 +36,11 @@ const (
 // Pointer is mirror-target.json.
 type Pointer struct {
 	Current string `json:"current"`
-	Schema  string `json:"schema"`
+	// Previous is the generation before Current. It is kept until the
+	// next apply so that a reader that started before the switch (an
+	// export reading the target as its source) can finish.
+	Previous string `json:"previous,omitempty"`
+	Schema   string `json:"schema"`
 }
 
 // Chain is chain.json of a generation: the bundles applied since the last full one.
@@ -77,6 +82,7 @@ type State struct {
 	Target     string `json:"target"`
 	Generation string `json:"generation,omitempty"` // folder name of the current generation
 	Chain      *Chain `json:"chain,omitempty"`      // nil for an empty target
+	previous   string
 }
 
 // Dir is the current generation's folder ("" when empty).
@@ -102,7 +108,7 @@ func ReadState(target string) (*State, error) {
 	if err := json.Unmarshal(raw, &p); err != nil || p.Schema != TargetSchema || !genName.MatchString(p.Current) {
 		return nil, xerr.New(xerr.Verify, "%s: %s is not a stella mirror pointer", target, PointerFile)
 	}
-	st.Generation = p.Current
+	st.Generation, st.previous = p.Current, p.Previous
 	craw, err := os.ReadFile(filepath.Join(target, p.Current, ChainFile))
 	if err != nil {
 		return nil, xerr.New(xerr.Verify, "%s: the current generation %s is unreadable: %v", target, p.Current, err)
@@ -181,7 +187,7 @@ func syncTree(dir string) error {
 
 // cleanLeftovers removes what a killed apply may have left: staging
 // folders and generations that the pointer does not name.
-func cleanLeftovers(target, current string) error {
+func cleanLeftovers(target string, keep ...string) error {
 	ents, err := os.ReadDir(target)
 	if err != nil {
 		return err
@@ -189,7 +195,7 @@ func cleanLeftovers(target, current string) error {
 	for _, e := range ents {
 		n := e.Name()
 		switch {
-		case strings.HasPrefix(n, stagingPfx), genName.MatchString(n) && n != current:
+		case strings.HasPrefix(n, stagingPfx), genName.MatchString(n) && !slices.Contains(keep, n):
 			if err := os.RemoveAll(filepath.Join(target, n)); err != nil {
 				return err
 			}
