@@ -158,7 +158,7 @@ func (e *Engine) finishFailed(ctx context.Context, id string, cause error) (expo
 		msg += " (" + xe.Hint + ")"
 	}
 	if errors.Is(cause, errCancelled) {
-		state, typ, msg = exportapi.StateCancelled, exportapi.EventCancelled, "cancelled on request; no artifact was kept"
+		state, typ, msg = exportapi.StateCancelled, exportapi.EventCancelled, "cancelled on request"
 	}
 	final, err := e.led.UpdateRun(ctx, id, func(r *exportapi.Run) error {
 		r.State, r.FinishedAt = state, &now
