@@ -285,30 +285,22 @@ func (ir *IndexReader) Next() (e Entry, ok bool, err error) {
 	}
 	// An entry is a flat object: it ends at the first } outside a string.
 	buf := append(ir.buf[:0], '{')
-	inStr, esc := false, false
 	for {
-		c, err := ir.br.ReadByte()
+		chunk, err := ir.br.ReadSlice('}')
+		if err == bufio.ErrBufferFull {
+			err = nil
+		}
 		if err != nil {
 			return e, false, fmt.Errorf("index: truncated in entry %d", ir.n+1)
 		}
-		buf = append(buf, c)
+		buf = append(buf, chunk...)
 		if len(buf) > 1<<20 {
 			return e, false, fmt.Errorf("index: entry %d is over 1 MiB", ir.n+1)
 		}
-		switch {
-		case esc:
-			esc = false
-		case inStr && c == '\\':
-			esc = true
-		case c == '"':
-			inStr = !inStr
-		case !inStr && c == '}':
-			goto done
-		case !inStr && (c == '{' || c == '['):
-			return e, false, fmt.Errorf("index: entry %d is not a flat object", ir.n+1)
+		if buf[len(buf)-1] == '}' && !openString(buf) {
+			break
 		}
 	}
-done:
 	ir.buf = buf
 	if e, err = parseEntry(buf); err != nil {
 		return e, false, fmt.Errorf("index: entry %d: %w", ir.n+1, err)
@@ -322,6 +314,24 @@ done:
 	ir.n++
 	ir.lastKind, ir.lastID = e.Kind, e.ID
 	return e, true, nil
+}
+
+// openString reports whether b ends inside a JSON string; it also refuses
+// nested objects and arrays by reporting them as open (parseEntry then
+// fails on them).
+func openString(b []byte) bool {
+	in, esc := false, false
+	for _, c := range b[1:] {
+		switch {
+		case esc:
+			esc = false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		}
+	}
+	return in
 }
 
 // parseEntry reads one canonical entry object; anything unusual goes
