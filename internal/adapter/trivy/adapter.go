@@ -10,18 +10,20 @@
 // is byte-identical for the same advisories (sorted writes, fixed page
 // size, fill percent and transaction boundaries).
 //
-// This package depends on record, bundle, extsort and xerr only; the
+// This package depends on record, bundle, dbbundle, extsort and xerr only; the
 // engine registration lives in register.go.
 package trivy
 
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/stellaops/stella/internal/adapter/dbbundle"
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
@@ -97,19 +99,9 @@ func (a *Adapter) Finish() error {
 		}
 		return xerr.Wrap(xerr.Internal, err, "trivy: build %s", DBFile)
 	}
-	f, err := a.stage.Create(a.path, BundleMediaType)
-	if err != nil {
-		return xerr.Wrap(xerr.Internal, err, "trivy: stage %s", a.path)
-	}
-	if err := Pack(f, work, a.opts.GzipLevel); err != nil {
-		f.Abort()
-		return xerr.Wrap(xerr.Internal, err, "trivy: pack %s", a.path)
-	}
-	f.AddRecords(a.b.stats.Advisories)
-	if err := f.Close(); err != nil {
-		return xerr.Wrap(xerr.Internal, err, "trivy: stage %s", a.path)
-	}
-	return nil
+	return dbbundle.Stage(a.stage, a.path, BundleMediaType, a.b.stats.Advisories, "trivy", func(w io.Writer) error {
+		return Pack(w, work, a.opts.GzipLevel)
+	})
 }
 
 // Skips lists the advisories that were read but not written, with the

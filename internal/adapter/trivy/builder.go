@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/stellaops/stella/internal/adapter/dbbundle"
 	"github.com/stellaops/stella/internal/extsort"
 	"github.com/stellaops/stella/internal/record"
 	"github.com/stellaops/stella/internal/xerr"
@@ -385,14 +386,7 @@ func (b *Builder) Stats() Stats { return b.stats }
 
 // metadata is metadata.json for this build.
 func (b *Builder) metadata() Metadata {
-	u := b.opts.UpdatedAt
-	if u.IsZero() {
-		u = b.newest
-	}
-	if u.IsZero() {
-		u = time.Unix(0, 0)
-	}
-	u = u.UTC().Truncate(time.Second)
+	u := dbbundle.UpdatedAt(b.opts.UpdatedAt, b.newest)
 	return Metadata{Version: SchemaVersion, UpdatedAt: u, DownloadedAt: u, NextUpdate: u.Add(b.opts.NextUpdateInterval)}
 }
 
