@@ -3,10 +3,12 @@ package javadb
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/stellaops/stella/internal/adapter/dbbundle"
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/record"
 	"github.com/stellaops/stella/internal/xerr"
@@ -98,19 +100,9 @@ func (a *Adapter) Finish() error {
 		}
 		return xerr.Wrap(xerr.Internal, err, "trivy:java-db: build %s", DBFile)
 	}
-	f, err := a.stage.Create(a.path, BundleMediaType)
-	if err != nil {
-		return xerr.Wrap(xerr.Internal, err, "trivy:java-db: stage %s", a.path)
-	}
-	if err := Pack(f, work, a.opts.GzipLevel); err != nil {
-		f.Abort()
-		return xerr.Wrap(xerr.Internal, err, "trivy:java-db: pack %s", a.path)
-	}
-	f.AddRecords(a.b.stats.Entries)
-	if err := f.Close(); err != nil {
-		return xerr.Wrap(xerr.Internal, err, "trivy:java-db: stage %s", a.path)
-	}
-	return nil
+	return dbbundle.Stage(a.stage, a.path, BundleMediaType, a.b.stats.Entries, "trivy:java-db", func(w io.Writer) error {
+		return Pack(w, work, a.opts.GzipLevel)
+	})
 }
 
 // Skipped lists every Maven component with a SHA-1 that was not written,

@@ -15,6 +15,7 @@ import (
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite": the SQLite trivy links
 
+	"github.com/stellaops/stella/internal/adapter/dbbundle"
 	"github.com/stellaops/stella/internal/evidence"
 	"github.com/stellaops/stella/internal/record"
 )
@@ -170,14 +171,7 @@ func (b *Builder) Pending() int { return len(b.claims) }
 
 // metadata is metadata.json for this build.
 func (b *Builder) metadata() Metadata {
-	u := b.opts.UpdatedAt
-	if u.IsZero() {
-		u = b.newest
-	}
-	if u.IsZero() {
-		u = time.Unix(0, 0)
-	}
-	u = u.UTC().Truncate(time.Second)
+	u := dbbundle.UpdatedAt(b.opts.UpdatedAt, b.newest)
 	return Metadata{Version: SchemaVersion, UpdatedAt: u, DownloadedAt: u, NextUpdate: u.Add(b.opts.NextUpdateInterval)}
 }
 

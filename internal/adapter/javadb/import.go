@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/stellaops/stella/internal/adapter/dbbundle"
 	"github.com/stellaops/stella/internal/xerr"
 )
 
@@ -40,19 +40,11 @@ func SchemaMessage(v int) string {
 
 // CheckMetadata parses metadata.json and requires Version 1.
 func CheckMetadata(b []byte) (Metadata, error) {
-	var m struct {
-		Version      *int
-		NextUpdate   time.Time
-		UpdatedAt    time.Time
-		DownloadedAt time.Time
+	m, err := dbbundle.ParseMetadata(b, "Trivy Java DB")
+	if err != nil {
+		return Metadata{}, err
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return Metadata{}, xerr.Wrap(xerr.Verify, err, "%s is not Trivy Java DB metadata", MetadataFile)
-	}
-	if m.Version == nil {
-		return Metadata{}, xerr.New(xerr.Verify, "%s has no Version", MetadataFile)
-	}
-	md := Metadata{Version: *m.Version, NextUpdate: m.NextUpdate, UpdatedAt: m.UpdatedAt, DownloadedAt: m.DownloadedAt}
+	md := Metadata{Version: m.Version, NextUpdate: m.NextUpdate, UpdatedAt: m.UpdatedAt, DownloadedAt: m.DownloadedAt}
 	if md.Version != SchemaVersion {
 		return md, xerr.New(xerr.UnsupportedSchema, "the Trivy Java DB is schema %d: %s", md.Version, SchemaMessage(md.Version)).
 			WithHint("rebuild the bundle with a trivy:java-db profile (spec.schemaVersion %d)", SchemaVersion)
@@ -186,105 +178,40 @@ func IsBundle(p string) bool {
 	}
 }
 
-// extract reads metadata.json and trivy-java.db of a java-db.bundle into
-// temporary files in dir and checks them. On success it returns the temp
-// paths by file name; the caller removes or renames them.
-func extract(bundlePath, dir string) (tmps map[string]string, md Metadata, info DBInfo, err error) {
-	tmps = map[string]string{}
-	defer func() {
-		if err != nil {
-			for _, p := range tmps {
-				os.Remove(p)
-			}
-			tmps = nil
-		}
-	}()
-	f, err := os.Open(bundlePath)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return tmps, md, info, xerr.New(xerr.InvalidInput, "no Trivy Java DB bundle at %s", bundlePath).
+// bundleFormat is a java-db.bundle: metadata.json and trivy-java.db,
+// checked with CheckMetadata and CheckDB.
+var bundleFormat = dbbundle.Format[Metadata, DBInfo]{
+	Spec: dbbundle.Spec{
+		Label:  "java-db.bundle",
+		Files:  []string{MetadataFile, DBFile},
+		Limits: map[string]dbbundle.Limit{MetadataFile: {Max: maxMetadata, Note: "Java DB metadata is a few hundred"}},
+		NotFound: func(bundlePath string) error {
+			return xerr.New(xerr.InvalidInput, "no Trivy Java DB bundle at %s", bundlePath).
 				WithHint("pass the java-db.bundle of a trivy:java-db export (inside the bundle at %s)", DefaultBundlePath)
-		}
-		return tmps, md, info, xerr.Wrap(xerr.InvalidInput, err, "open %s", bundlePath)
+		},
+	},
+	DBFile:        DBFile,
+	CacheSubdir:   CacheSubdir,
+	VerifyPrefix:  "javadb-verify-",
+	CheckMetadata: CheckMetadata,
+	CheckDB:       CheckDB,
+	BeforeInstall: removeJournal,
+}
+
+// removeJournal removes a hot journal left beside an older DB: it would be
+// rolled back into the new one.
+func removeJournal(dbDir string) error {
+	if err := os.Remove(filepath.Join(dbDir, DBFile+"-journal")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return xerr.Wrap(xerr.Internal, err, "remove the old journal in %s", dbDir)
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return tmps, md, info, xerr.Wrap(xerr.Verify, err, "%s is not a gzip tar (java-db.bundle)", bundlePath)
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return tmps, md, info, xerr.Wrap(xerr.Verify, err, "%s: tar", bundlePath)
-		}
-		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
-		if h.Typeflag == tar.TypeDir && name == "." {
-			continue
-		}
-		if name != DBFile && name != MetadataFile {
-			return tmps, md, info, xerr.New(xerr.Verify, "%s: unexpected entry %q (a java-db.bundle holds %s and %s only)", bundlePath, h.Name, MetadataFile, DBFile)
-		}
-		if h.Typeflag != tar.TypeReg {
-			return tmps, md, info, xerr.New(xerr.Verify, "%s: %s is not a regular file", bundlePath, h.Name)
-		}
-		if _, dup := tmps[name]; dup {
-			return tmps, md, info, xerr.New(xerr.Verify, "%s: %s appears twice", bundlePath, name)
-		}
-		if name == MetadataFile && h.Size > maxMetadata {
-			return tmps, md, info, xerr.New(xerr.Verify, "%s: %s is %d bytes; Java DB metadata is a few hundred", bundlePath, name, h.Size)
-		}
-		tf, err := os.CreateTemp(dir, "."+name+".import-*")
-		if err != nil {
-			return tmps, md, info, xerr.Wrap(xerr.InvalidInput, err, "write into %s", dir)
-		}
-		tmps[name] = tf.Name()
-		n, err := io.Copy(tf, tr)
-		if err == nil && n != h.Size {
-			err = io.ErrUnexpectedEOF
-		}
-		if err == nil {
-			err = tf.Sync()
-		}
-		if cerr := tf.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return tmps, md, info, xerr.Wrap(xerr.Verify, err, "%s: extract %s", bundlePath, name)
-		}
-	}
-	for _, n := range []string{MetadataFile, DBFile} {
-		if _, ok := tmps[n]; !ok {
-			return tmps, md, info, xerr.New(xerr.Verify, "%s has no %s (a java-db.bundle holds %s and %s)", bundlePath, n, MetadataFile, DBFile)
-		}
-	}
-	mb, err := os.ReadFile(tmps[MetadataFile])
-	if err != nil {
-		return tmps, md, info, xerr.Wrap(xerr.Internal, err, "read %s", MetadataFile)
-	}
-	if md, err = CheckMetadata(mb); err != nil {
-		return tmps, md, info, err
-	}
-	if info, err = CheckDB(tmps[DBFile]); err != nil {
-		return tmps, md, info, err
-	}
-	return tmps, md, info, nil
+	return nil
 }
 
 // VerifyBundle checks a java-db.bundle the way Import does without
 // installing it; the files are extracted under tmpDir ("" = os.TempDir())
 // and removed.
 func VerifyBundle(bundlePath, tmpDir string) (Metadata, DBInfo, error) {
-	dir, err := os.MkdirTemp(tmpDir, "javadb-verify-")
-	if err != nil {
-		return Metadata{}, DBInfo{}, xerr.Wrap(xerr.Internal, err, "temporary directory")
-	}
-	defer os.RemoveAll(dir)
-	_, md, info, err := extract(bundlePath, dir)
-	return md, info, err
+	return bundleFormat.Verify(bundlePath, tmpDir)
 }
 
 // Import installs a java-db.bundle into a trivy cache: it reads
@@ -295,45 +222,5 @@ func VerifyBundle(bundlePath, tmpDir string) (Metadata, DBInfo, error) {
 // check fails. Afterwards `trivy --cache-dir <cacheDir> --skip-java-db-update
 // ...` identifies JARs with it.
 func Import(bundlePath, cacheDir string) error {
-	if cacheDir == "" {
-		return xerr.New(xerr.InvalidInput, "no cache directory given").WithHint("pass --cache-dir, the directory trivy is run with (--cache-dir)")
-	}
-	if _, err := os.Stat(bundlePath); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return xerr.New(xerr.InvalidInput, "no Trivy Java DB bundle at %s", bundlePath).
-				WithHint("pass the java-db.bundle of a trivy:java-db export (inside the bundle at %s)", DefaultBundlePath)
-		}
-		return xerr.Wrap(xerr.InvalidInput, err, "open %s", bundlePath)
-	}
-	dbDir := filepath.Join(cacheDir, CacheSubdir)
-	if err := os.MkdirAll(dbDir, 0o755); err != nil {
-		return xerr.Wrap(xerr.InvalidInput, err, "create %s", dbDir)
-	}
-	tmps, _, _, err := extract(bundlePath, dbDir)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		for _, p := range tmps {
-			os.Remove(p)
-		}
-	}()
-	// A hot journal left beside an older DB would be rolled back into the new one.
-	if err := os.Remove(filepath.Join(dbDir, DBFile+"-journal")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return xerr.Wrap(xerr.Internal, err, "remove the old journal in %s", dbDir)
-	}
-	for _, n := range []string{DBFile, MetadataFile} {
-		if err := os.Chmod(tmps[n], 0o644); err != nil {
-			return xerr.Wrap(xerr.Internal, err, "install %s", n)
-		}
-		if err := os.Rename(tmps[n], filepath.Join(dbDir, n)); err != nil {
-			return xerr.Wrap(xerr.Internal, err, "install %s", filepath.Join(dbDir, n))
-		}
-		delete(tmps, n)
-	}
-	if d, err := os.Open(dbDir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return bundleFormat.Import(bundlePath, cacheDir)
 }
