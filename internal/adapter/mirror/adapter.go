@@ -272,11 +272,13 @@ type currentIter struct {
 	ch   chan current
 	errc chan error
 	stop chan struct{}
+	done chan struct{}
 }
 
 func (a *adapter) iterate() *currentIter {
-	it := &currentIter{ch: make(chan current, 256), errc: make(chan error, 1), stop: make(chan struct{})}
+	it := &currentIter{ch: make(chan current, 256), errc: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
+		defer close(it.done)
 		defer close(it.ch)
 		var cur *current
 		flush := func() bool {
@@ -332,7 +334,11 @@ func (a *adapter) iterate() *currentIter {
 	return it
 }
 
-func (it *currentIter) close() { close(it.stop) }
+// close stops the merge (if it still runs) and waits for it to return.
+func (it *currentIter) close() {
+	close(it.stop)
+	<-it.done
+}
 
 // Finish closes the data files and writes the indexes (and, for a delta,
 // the tombstones), then the README.
