@@ -2,8 +2,10 @@ package mirror
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -50,26 +52,31 @@ type baseState struct {
 	seen []atomic.Uint64
 }
 
-type fingerprint [16]byte
+// fingerprint is the first 128 bits of sha256(source \0 path \0 digest).
+type fingerprint struct{ hi, lo uint64 }
 
 func docFingerprint(source, path, digest string) fingerprint {
-	h := sha256.New()
-	h.Write([]byte(source))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	h.Write([]byte{0})
-	h.Write([]byte(digest))
-	var f fingerprint
-	copy(f[:], h.Sum(nil))
-	return f
+	buf := make([]byte, 0, len(source)+len(path)+len(digest)+2)
+	buf = append(append(append(append(append(buf, source...), 0), path...), 0), digest...)
+	sum := sha256.Sum256(buf)
+	return fingerprint{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])}
+}
+
+func (f fingerprint) cmp(g fingerprint) int {
+	switch {
+	case f.hi != g.hi:
+		return cmp.Compare(f.hi, g.hi)
+	default:
+		return cmp.Compare(f.lo, g.lo)
+	}
 }
 
 func (b *baseState) find(f fingerprint) int {
-	i := sort.Search(len(b.fps), func(i int) bool { return bytes.Compare(b.fps[i][:], f[:]) >= 0 })
-	if i < len(b.fps) && b.fps[i] == f {
-		return i
+	i, ok := slices.BinarySearchFunc(b.fps, f, fingerprint.cmp)
+	if !ok {
+		return -1
 	}
-	return -1
+	return i
 }
 
 // SkipUnchanged implements engine.DocSkipper: a document that the base
@@ -221,7 +228,7 @@ func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseSta
 			bs.fps = append(bs.fps, docFingerprint(e.Source, e.Path, e.Digest))
 		}
 	}
-	slices.SortFunc(bs.fps, func(a, b fingerprint) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(bs.fps, fingerprint.cmp)
 	bs.seen = make([]atomic.Uint64, (len(bs.fps)+63)/64)
 	return bs, nil
 }
