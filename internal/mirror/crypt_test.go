@@ -78,6 +78,16 @@ func TestEncryptedMirror(t *testing.T) {
 			if m.Encryption == nil || m.Encryption.Mode != mode || len(m.Encryption.Recipients) != 2 {
 				t.Fatalf("encryption %+v", m.Encryption)
 			}
+			// The recipients are in provenance too.
+			prov, err := os.ReadFile(filepath.Join(extract(t, full), "provenance.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range m.Encryption.Recipients {
+				if !strings.Contains(string(prov), r) {
+					t.Errorf("provenance.json does not list recipient %s", r)
+				}
+			}
 			// rerunHash is over plaintext digests: the same as the plain bundle's.
 			if m.RerunHash != plain.RerunHash {
 				t.Errorf("rerunHash %s, plain bundle %s", m.RerunHash, plain.RerunHash)
@@ -103,7 +113,7 @@ func TestEncryptedMirror(t *testing.T) {
 				}
 			}
 			target := filepath.Join(t.TempDir(), "m")
-			err, _ := applyLog(t, target, mirror.ApplyOptions{}, full)
+			err, _ = applyLog(t, target, mirror.ApplyOptions{}, full)
 			if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "--identity") {
 				t.Fatalf("no identity: %v", err)
 			}
