@@ -113,11 +113,11 @@ func TestEncryptedMirror(t *testing.T) {
 				}
 			}
 			target := filepath.Join(t.TempDir(), "m")
-			err, _ = applyLog(t, target, mirror.ApplyOptions{}, full)
+			_, err = applyLog(t, target, mirror.ApplyOptions{}, full)
 			if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "--identity") {
 				t.Fatalf("no identity: %v", err)
 			}
-			err, log := applyLog(t, target, mirror.ApplyOptions{Identities: []age.Identity{wrong}}, full, delta)
+			log, err := applyLog(t, target, mirror.ApplyOptions{Identities: []age.Identity{wrong}}, full, delta)
 			if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "wrong identity") || !strings.Contains(log, "mirror.delta.apply_failed") {
 				t.Fatalf("wrong identity: %v", err)
 			}

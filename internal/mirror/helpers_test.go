@@ -95,10 +95,10 @@ type fixture struct {
 	t0, t1, t2             string // evidence snapshots
 	full0, delta01, full1  string // archives
 	delta12, full2         string
-	run0, run01, run1      exportapi.Run
+	run0, run01            exportapi.Run
 	eng                    *engine.Engine
 	deltaAgain             string // delta01 built a second time with --base run0
-	runFull1, runDelta12   exportapi.Run
+	runDelta12             exportapi.Run
 	build                  error
 	chainBFull, chainBDelt string // another chain: full(t1) -> delta(t1->t2), for "wrong base"
 }
@@ -383,7 +383,7 @@ func applyOK(t *testing.T, target string, opt mirror.ApplyOptions, bundles ...st
 }
 
 // applyLog applies and returns the error and the JSON log.
-func applyLog(t *testing.T, target string, opt mirror.ApplyOptions, bundles ...string) (error, string) {
+func applyLog(t *testing.T, target string, opt mirror.ApplyOptions, bundles ...string) (string, error) {
 	t.Helper()
 	var log bytes.Buffer
 	opt.Target, opt.Bundles = target, bundles
@@ -392,7 +392,7 @@ func applyLog(t *testing.T, target string, opt mirror.ApplyOptions, bundles ...s
 	}
 	opt.Logger = slog.New(slog.NewJSONHandler(&log, nil))
 	_, err := mirror.Apply(context.Background(), opt)
-	return err, log.String()
+	return log.String(), err
 }
 
 // sameAsFull checks that the target holds exactly the records of a full

@@ -249,7 +249,7 @@ func TestApplyIdempotentAndRollback(t *testing.T) {
 	}
 	sameTree(t, before, treeDigests(t, target))
 	// An older bundle is a rollback.
-	err, log := applyLog(t, target, mirror.ApplyOptions{}, f.full0)
+	log, err := applyLog(t, target, mirror.ApplyOptions{}, f.full0)
 	if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "roll back") || !strings.Contains(log, `"msg":"mirror.delta.apply_failed"`) {
 		t.Fatalf("rollback: %v\n%s", err, log)
 	}
@@ -338,7 +338,7 @@ func TestTamperCases(t *testing.T) {
 			target := filepath.Join(t.TempDir(), "m")
 			applyOK(t, target, mirror.ApplyOptions{}, f.full0)
 			before := treeDigests(t, target)
-			err, log := applyLog(t, target, mirror.ApplyOptions{}, c.bundles...)
+			log, err := applyLog(t, target, mirror.ApplyOptions{}, c.bundles...)
 			if err == nil {
 				t.Fatal("apply succeeded")
 			}
@@ -356,7 +356,7 @@ func TestTamperCases(t *testing.T) {
 		target := filepath.Join(t.TempDir(), "m")
 		applyOK(t, target, mirror.ApplyOptions{}, f.full0, f.delta01, f.delta12)
 		before := treeDigests(t, target)
-		err, _ := applyLog(t, target, mirror.ApplyOptions{}, f.delta01)
+		_, err := applyLog(t, target, mirror.ApplyOptions{}, f.delta01)
 		if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "roll back") {
 			t.Fatalf("got %v", err)
 		}
@@ -364,7 +364,7 @@ func TestTamperCases(t *testing.T) {
 	})
 	t.Run("delta on an empty target", func(t *testing.T) {
 		target := filepath.Join(t.TempDir(), "m")
-		err, _ := applyLog(t, target, mirror.ApplyOptions{}, f.delta01)
+		_, err := applyLog(t, target, mirror.ApplyOptions{}, f.delta01)
 		if !xerr.Is(err, xerr.BaseMissing) || !strings.Contains(err.Error(), "sequence 1") {
 			t.Fatalf("got %v", err)
 		}
@@ -375,7 +375,7 @@ func TestTamperCases(t *testing.T) {
 	t.Run("expired", func(t *testing.T) {
 		target := filepath.Join(t.TempDir(), "m")
 		late := func() time.Time { return time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC) }
-		err, log := applyLog(t, target, mirror.ApplyOptions{Now: late}, f.full0)
+		log, err := applyLog(t, target, mirror.ApplyOptions{Now: late}, f.full0)
 		if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "expired") || !strings.Contains(log, "expired") {
 			t.Fatalf("got %v", err)
 		}
@@ -383,7 +383,7 @@ func TestTamperCases(t *testing.T) {
 	t.Run("not a mirror target", func(t *testing.T) {
 		target := t.TempDir()
 		os.WriteFile(filepath.Join(target, "notes.txt"), []byte("mine"), 0o644)
-		err, _ := applyLog(t, target, mirror.ApplyOptions{}, f.full0)
+		_, err := applyLog(t, target, mirror.ApplyOptions{}, f.full0)
 		if !xerr.Is(err, xerr.InvalidInput) {
 			t.Fatalf("got %v", err)
 		}
@@ -396,7 +396,7 @@ func TestGapMessage(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "m")
 	applyOK(t, target, mirror.ApplyOptions{}, f.full0)
 	_, d01 := manifestOf(t, f.delta01)
-	err, _ := applyLog(t, target, mirror.ApplyOptions{}, f.delta12)
+	_, err := applyLog(t, target, mirror.ApplyOptions{}, f.delta12)
 	if err == nil || !strings.Contains(err.Error(), "missing sequence 2") || !strings.Contains(err.Error(), d01) {
 		t.Fatalf("gap: %v (want sequence 2 and %s)", err, d01)
 	}

@@ -505,11 +505,10 @@ func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
 
 // indexSet writes the four index files of a bundle, in order.
 type indexSet struct {
-	a    *adapter
-	i    int
-	f    *bundle.File
-	w    *mirror.IndexWriter
-	done bool
+	a *adapter
+	i int
+	f *bundle.File
+	w *mirror.IndexWriter
 }
 
 func (a *adapter) newIndexes() (*indexSet, error) { return &indexSet{a: a, i: -1}, nil }
