@@ -293,3 +293,33 @@ func TestSigningFailures(t *testing.T) {
 		t.Fatalf("retry differs: %s/%s vs %s/%s", again.ExportID, again.Artifacts[0].SHA256, run.ExportID, run.Artifacts[0].SHA256)
 	}
 }
+
+// TestCosignVerifiesTrivyDBSignature: the runbook's CI job —
+// cosign verify-blob --signature signatures/trivy-db.sig trivy/db.bundle.
+func TestCosignVerifiesTrivyDBSignature(t *testing.T) {
+	cs := oracle(t, "cosign")
+	e, keyDir, _, _ := signedRun(t)
+	out, stderr, code := e.run("run", "submit", "--profile", "trivy:db", "--source", "pypa="+testdata(t, "evidence/osv/pypa-advisory-database/t1"))
+	if code != 0 {
+		t.Fatalf("signed trivy:db run: %s", stderr)
+	}
+	var arch string
+	for _, a := range decodeRun(t, out).Artifacts {
+		if strings.HasSuffix(a.Name, ".tar.zst") {
+			arch = a.Path
+		}
+	}
+	dir := t.TempDir()
+	if b, err := exec.Command("tar", "--zstd", "-xf", arch, "-C", dir).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, b)
+	}
+	root := filepath.Join(dir, "trivy")
+	pub := filepath.Join(keyDir, "export-center.pub")
+	if out, err := cosign(t, cs, "verify-blob", "--key", pub, "--signature", filepath.Join(root, "signatures/trivy-db.sig"),
+		"--insecure-ignore-tlog=true", filepath.Join(root, "trivy/db.bundle")); err != nil || !strings.Contains(out, "Verified OK") {
+		t.Fatalf("cosign verify-blob trivy-db.sig: %v\n%s", err, out)
+	}
+	if _, stderr, code := e.run("verify", arch, "--key", pub, "--trivy"); code != 0 {
+		t.Fatalf("stella verify --key --trivy: %s", stderr)
+	}
+}
