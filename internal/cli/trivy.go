@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,39 +25,6 @@ const dbBundleEntry = "trivy/db.bundle"
 
 // javaDBBundleEntry is where a trivy:java-db bundle carries the Java DB.
 const javaDBBundleEntry = javadb.DefaultBundlePath
-
-// errFound stops a bundle walk once the wanted entry is copied.
-var errFound = errors.New("found")
-
-// extractEntry copies one file of a stella bundle (archive or directory)
-// into dir and returns its path ("" when the bundle has no such entry).
-func extractEntry(bundlePath, rel, dir string) (string, error) {
-	dst := filepath.Join(dir, filepath.Base(rel))
-	err := bundle.Walk(bundlePath, bundle.ReadLimits{}, func(r string, _ int64, body io.Reader) error {
-		if r != rel {
-			return nil
-		}
-		f, err := os.Create(dst)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, body); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		return errFound
-	})
-	switch {
-	case errors.Is(err, errFound):
-		return dst, nil
-	case err != nil:
-		return "", err
-	}
-	return "", nil
-}
 
 // NewTrivyCmd builds `stella export trivy`.
 func NewTrivyCmd(f *Factory) *cobra.Command {
@@ -97,9 +63,9 @@ func trivyImport(ctx context.Context, f *Factory, target, cacheDir string) error
 			return xerr.Wrap(xerr.Internal, err, "temporary directory")
 		}
 		defer os.RemoveAll(tmp)
-		db, err = extractEntry(p, dbBundleEntry, tmp)
+		db, err = bundle.ExtractEntry(p, dbBundleEntry, tmp)
 		if err == nil && db == "" {
-			db, err = extractEntry(p, javaDBBundleEntry, tmp)
+			db, err = bundle.ExtractEntry(p, javaDBBundleEntry, tmp)
 		}
 		if err != nil {
 			return xerr.Wrap(xerr.InvalidInput, err, "read %s", p)
@@ -163,9 +129,9 @@ func verifyTrivy(ctx context.Context, f *Factory, o *VerifyOptions, rep *bundle.
 		return xerr.Wrap(xerr.Internal, err, "temporary directory")
 	}
 	defer os.RemoveAll(tmp)
-	db, err := extractEntry(rep.Bundle, dbBundleEntry, tmp)
+	db, err := bundle.ExtractEntry(rep.Bundle, dbBundleEntry, tmp)
 	if err == nil && db == "" {
-		if jdb, jerr := extractEntry(rep.Bundle, javaDBBundleEntry, tmp); jerr == nil && jdb != "" {
+		if jdb, jerr := bundle.ExtractEntry(rep.Bundle, javaDBBundleEntry, tmp); jerr == nil && jdb != "" {
 			md, info, err := javadb.VerifyBundle(jdb, tmp)
 			if err != nil {
 				rep.Add(bundle.Check{Name: "trivy-java-db", OK: false, Detail: xerr.As(err).Message})

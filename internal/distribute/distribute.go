@@ -17,13 +17,10 @@ package distribute
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
-	"os"
 	"path"
 	"strings"
 
+	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/xerr"
 )
 
@@ -204,17 +201,11 @@ func KindOf(raw string) string {
 	return ""
 }
 
-// fileDigest returns the sha256 digest and size of a file.
+// fileDigest returns the sha256 digest ("sha256:<hex>") and size of a file.
 func fileDigest(p string) (string, int64, error) {
-	f, err := os.Open(p)
+	sum, n, err := bundle.FileSHA256(p)
 	if err != nil {
 		return "", 0, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
+	return "sha256:" + sum, n, nil
 }

@@ -2,9 +2,7 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,33 +216,14 @@ func pushArtifact(prof exportapi.Profile, arts []exportapi.Artifact, tmp string)
 		Digest: "sha256:" + archive.SHA256, Size: archive.Bytes}, detached...), nil
 }
 
-var errFound = errors.New("found")
-
 // extract copies one entry of a bundle archive into dir.
 func extract(archive, rel, dir string) (string, error) {
-	dst := filepath.Join(dir, filepath.Base(rel))
-	err := bundle.Walk(archive, bundle.ReadLimits{}, func(r string, _ int64, body io.Reader) error {
-		if r != rel {
-			return nil
-		}
-		f, err := os.Create(dst)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(f, body)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-		return errFound
-	})
+	p, err := bundle.ExtractEntry(archive, rel, dir)
 	switch {
-	case errors.Is(err, errFound):
-		return dst, nil
 	case err != nil:
 		return "", xerr.Wrap(xerr.Internal, err, "read %s from %s", rel, archive)
+	case p == "":
+		return "", xerr.New(xerr.Internal, "%s has no %s to push", archive, rel)
 	}
-	return "", xerr.New(xerr.Internal, "%s has no %s to push", archive, rel)
+	return p, nil
 }
