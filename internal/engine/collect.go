@@ -213,7 +213,7 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 	var walkErr error
 	for _, s := range run.Sources {
 		src := evidence.Source{Name: s.Name, Path: s.Path, Exclude: e.excludeOf(s.Name)}
-		walkErr = evidence.Walk(ctx, src, evidence.Options{MaxDocumentBytes: e.cfg.MaxDocumentBytes}, func(doc record.Document, err error) error {
+		walkErr = evidence.Walk(ctx, src, evidence.Options{MaxDocumentBytes: e.cfg.MaxDocumentBytes, Readers: workers}, func(doc record.Document, err error) error {
 			select {
 			case jobs <- docJob{doc: doc, err: err}:
 				return nil

@@ -30,6 +30,12 @@ type Options struct {
 	// MaxDocumentBytes is the largest document Walk reads; a bigger one is
 	// reported as a *DocError without being read. 0 means 32 MiB.
 	MaxDocumentBytes int64
+	// Readers, when above 1, reads the files of a folder source in that many
+	// goroutines (open, read, hash, UTF-8 check), and fn is then called from
+	// several goroutines at once: it must be safe for that. Archives are
+	// always read by one goroutine. Which documents are passed does not
+	// change, only their order.
+	Readers int
 }
 
 func (o Options) maxBytes() int64 {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
@@ -90,7 +91,7 @@ func Walk(ctx context.Context, src Source, opts Options, fn func(doc record.Docu
 		return xerr.New(xerr.InvalidInput, "evidence source %q: %v", src.Name, err).
 			WithHint("exclude patterns are slash paths relative to the source root; each segment uses path.Match syntax (*, ?, [a-z]) and ** matches any number of folders")
 	}
-	w := &walker{ctx: ctx, src: src, limit: opts.maxBytes(), ex: ex, fn: fn}
+	w := &walker{ctx: ctx, src: src, limit: opts.maxBytes(), ex: ex, fn: fn, readers: opts.Readers}
 	fi, err := os.Stat(src.Path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -116,11 +117,12 @@ func Walk(ctx context.Context, src Source, opts Options, fn func(doc record.Docu
 }
 
 type walker struct {
-	ctx   context.Context
-	src   Source
-	limit int64
-	ex    *excluder
-	fn    func(record.Document, error) error
+	ctx     context.Context
+	src     Source
+	limit   int64
+	ex      *excluder
+	fn      func(record.Document, error) error
+	readers int
 }
 
 func (w *walker) sourceErr(format string, args ...any) *xerr.Error {
@@ -171,7 +173,53 @@ func (w *walker) read(rel string, r io.Reader, size int64) error {
 	return w.emit(rel, raw)
 }
 
+// walkDir reads a folder source: with Readers > 1 the files are read by a
+// pool of goroutines while this one lists the folders.
 func (w *walker) walkDir() error {
+	if w.readers <= 1 {
+		return w.listDir(w.readFile)
+	}
+	ctx, cancel := context.WithCancelCause(w.ctx)
+	defer cancel(nil)
+	type job struct{ p, rel string }
+	jobs := make(chan job, 8*w.readers)
+	var wg sync.WaitGroup
+	for i := 0; i < w.readers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue // drain after a failure
+				}
+				if err := w.readFile(j.p, j.rel); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+	err := w.listDir(func(p, rel string) error {
+		select {
+		case jobs <- job{p, rel}:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	close(jobs)
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
+	return nil
+}
+
+// listDir walks a folder in lexical order and calls read for every
+// candidate document; other entries are reported or passed over here.
+func (w *walker) listDir(read func(p, rel string) error) error {
 	root := w.src.Path
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if cerr := w.ctx.Err(); cerr != nil {
@@ -216,7 +264,7 @@ func (w *walker) walkDir() error {
 		if !IsCandidate(d.Name()) {
 			return nil
 		}
-		return w.readFile(p, rel)
+		return read(p, rel)
 	})
 }
 
