@@ -50,7 +50,6 @@ fi
 pick cosign && goinstall cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
 pick trivy && goinstall trivy "$TRIVY_VERSION" github.com/aquasecurity/trivy/cmd/trivy \
   CGO_ENABLED=0 GOEXPERIMENT=jsonv2
-pick oras && goinstall oras "$ORAS_VERSION" oras.land/oras/cmd/oras
 pick staticcheck && goinstall staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
 pick goreleaser && goinstall goreleaser "$GORELEASER_VERSION" github.com/goreleaser/goreleaser/v2
 log "ready in $here/bin"
