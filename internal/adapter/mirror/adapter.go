@@ -593,6 +593,13 @@ func (a *adapter) FillManifest(m *exportapi.Manifest) error {
 	if err != nil {
 		return xerr.Wrap(xerr.Internal, err, "generatedAt")
 	}
+	if g.Unix() <= 0 {
+		// No date anywhere in the evidence (golang/vulndb's repository keeps
+		// zero dates) and no SOURCE_DATE_EPOCH: expires would be 1970 and no
+		// site could apply the bundle. Refuse rather than ship it.
+		return xerr.New(xerr.InvalidInput, "the evidence carries no modified dates, so this mirror bundle would be dated %s and already expired", m.GeneratedAt).
+			WithHint("set SOURCE_DATE_EPOCH to the time of the evidence snapshot (e.g. its commit time: SOURCE_DATE_EPOCH=$(git -C <source> log -1 --format=%%ct)); the bundle expires %s after it", a.st.validity)
+	}
 	m.Expires = g.Add(a.st.validity).UTC().Format(time.RFC3339)
 	if enc := a.ac.Profile.Spec.Encryption; enc.Enabled {
 		return a.encrypt(m, enc)
