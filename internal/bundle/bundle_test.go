@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -247,18 +248,9 @@ func TestVerifyTamperMatrix(t *testing.T) {
 func TestRerunHash(t *testing.T) {
 	c := []exportapi.ContentEntry{{Digest: "sha256:bb"}, {Digest: "sha256:aa"}}
 	sum := sha256.Sum256([]byte("sha256:aa\nsha256:bb"))
-	if got := RerunHash(c); got != hexOf(sum[:]) {
+	if got := RerunHash(c); got != hex.EncodeToString(sum[:]) {
 		t.Fatalf("RerunHash = %s", got)
 	}
-}
-
-func hexOf(b []byte) string {
-	const h = "0123456789abcdef"
-	out := make([]byte, len(b)*2)
-	for i, c := range b {
-		out[i*2], out[i*2+1] = h[c>>4], h[c&15]
-	}
-	return string(out)
 }
 
 func FuzzWalkArchive(f *testing.F) {

@@ -3,10 +3,13 @@ package bundle
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stellaops/stella/internal/record"
 	"github.com/stellaops/stella/pkg/exportapi"
 )
 
@@ -58,25 +61,19 @@ func RenderSummary(exportJSON []byte, m *exportapi.Manifest) ([]byte, error) {
 		ExportID: m.ExportID, Tenant: m.Tenant, GeneratedAt: m.GeneratedAt, Expires: m.Expires, Sequence: m.Sequence,
 		Profile:   fmt.Sprintf("%s (%s:%s, %s)", m.Profile.Name, m.Profile.Kind, m.Profile.Variant, m.Profile.Revision),
 		Selectors: m.Selectors, Skipped: len(m.Skipped), RerunHash: m.RerunHash,
-		ExportJSON: digestOf(exportJSON),
+		ExportJSON: record.Digest(exportJSON),
 		Verify:     "stella export verify <bundle> --key <cosign.pub>",
 	}
 	counts := map[string]int64{}
-	var order []string
 	for _, c := range m.Contents {
 		s.TotalBytes += c.Bytes
 		s.Files = append(s.Files, summaryFile{Path: c.Path, Bytes: c.Bytes, Records: c.Records, Digest: c.Digest})
-		k := countKey(c.Path)
-		if k == "" {
-			continue
+		if k := countKey(c.Path); k != "" {
+			counts[k] += c.Records
 		}
-		if _, ok := counts[k]; !ok {
-			order = append(order, k)
-		}
-		counts[k] += c.Records
 	}
 	s.Counts = yaml.Node{Kind: yaml.MappingNode}
-	for _, k := range sortedKeys(order) {
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
 		s.Counts.Content = append(s.Counts.Content,
 			&yaml.Node{Kind: yaml.ScalarNode, Value: k},
 			&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: fmt.Sprint(counts[k])})
@@ -106,20 +103,4 @@ func countKey(p string) string {
 		return ""
 	}
 	return parts[2] + "." + parts[1]
-}
-
-func sortedKeys(in []string) []string {
-	out := append([]string(nil), in...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
-}
-
-func digestOf(b []byte) string {
-	h := newHashWriter(nil)
-	h.h.Write(b)
-	return "sha256:" + h.sum()
 }

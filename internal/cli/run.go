@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -167,7 +168,7 @@ func runTable(w io.Writer, r exportapi.Run) error {
 	if r.ErrorMessage != "" {
 		row(tw, "message", r.ErrorMessage)
 	}
-	for _, k := range sortedCountKeys(r.Counts) {
+	for _, k := range slices.Sorted(maps.Keys(r.Counts)) {
 		row(tw, "count "+k, r.Counts[k])
 	}
 	for _, a := range r.Artifacts {
@@ -187,19 +188,6 @@ func sortedExtraKeys(m map[string]string, prefix string) []string {
 		}
 	}
 	slices.Sort(out)
-	return out
-}
-
-func sortedCountKeys(m map[string]int64) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
 	return out
 }
 

@@ -10,11 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stellaops/stella/internal/corpus"
 	"github.com/stellaops/stella/pkg/exportapi"
@@ -287,8 +285,6 @@ func TestWatchFromSecondProcess(t *testing.T) {
 	if strings.Contains(subErr.String(), "timeout") {
 		t.Fatalf("lock timeout: %s", subErr.String())
 	}
-	_ = runtime.NumCPU
-	_ = time.Second
 }
 
 func TestWatchFailedRunExitsNonZero(t *testing.T) {

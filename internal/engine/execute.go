@@ -2,12 +2,12 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -355,7 +355,7 @@ func (e *Engine) finalize(ctx context.Context, stage *bundle.Stage, m *exportapi
 		if err != nil {
 			return err
 		}
-		for _, n := range sortedNames(sigs) {
+		for _, n := range slices.Sorted(maps.Keys(sigs)) {
 			ct := "application/vnd.dev.cosign.signature.v1+base64"
 			if strings.HasSuffix(n, ".json") {
 				ct = "application/json"
@@ -376,22 +376,4 @@ type SignInput struct {
 	Stage      *bundle.Stage
 	Manifest   *exportapi.Manifest
 	Provenance []byte // provenance.json, to wrap in a DSSE envelope
-}
-
-func sortedNames(m map[string][]byte) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
-}
-
-func digestOf(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
 }

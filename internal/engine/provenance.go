@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/stellaops/stella/internal/record"
 	"github.com/stellaops/stella/internal/signing"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
@@ -20,7 +21,7 @@ type provenanceExternal struct {
 // predicate) whose subjects are export.json and every content entry, and
 // whose resolved dependencies are the evidence sources. Nothing per-run is in it.
 func buildProvenance(m *exportapi.Manifest, exportJSON []byte, version string, recipients []string) ([]byte, error) {
-	subjects := []signing.Subject{{Name: "export.json", Digest: signing.SHA256Digest(digestOf(exportJSON))}}
+	subjects := []signing.Subject{{Name: "export.json", Digest: signing.SHA256Digest(record.Digest(exportJSON))}}
 	for _, c := range m.Contents {
 		subjects = append(subjects, signing.Subject{Name: c.Path, Digest: signing.SHA256Digest(c.Digest)})
 	}
