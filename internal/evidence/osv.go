@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/stellaops/stella/internal/record"
 )
 
@@ -94,6 +96,85 @@ func (s *specific) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// UnmarshalJSONFrom is UnmarshalJSON for the fast decoder, with the same
+// result. (The fast decoder rejects duplicate keys, so the first match of a
+// name is the only one; encoding/json decodes such documents.)
+func (s *specific) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	if dec.PeekKind() != '{' {
+		return dec.SkipValue()
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	var sev jsonText
+	var cwe []string
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		switch n := name.String(); {
+		case n == "severity" || strings.EqualFold(n, "severity"):
+			if err := sev.UnmarshalJSONFrom(dec); err != nil {
+				return err
+			}
+		case n == "cwe_ids" || strings.EqualFold(n, "cwe_ids"):
+			if cwe, err = stringsOrNil(dec); err != nil {
+				return err
+			}
+		default:
+			if err := dec.SkipValue(); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	if sev.IsStr {
+		s.severity = sev.Str
+	}
+	if cwe != nil {
+		s.cweIDs = cwe
+	}
+	return nil
+}
+
+// stringsOrNil reads an array of strings (an empty one is non-nil, as
+// encoding/json makes it); any other value (or an array holding something
+// else) is skipped and gives nil.
+func stringsOrNil(dec *jsontext.Decoder) ([]string, error) {
+	if dec.PeekKind() != '[' {
+		return nil, dec.SkipValue()
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, err
+	}
+	out := []string{}
+	ok := true
+	for dec.PeekKind() != ']' {
+		if dec.PeekKind() != '"' {
+			ok = false
+			if err := dec.SkipValue(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tok.String())
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, nil
+	}
+	return out, nil
 }
 
 // osv turns a decoded OSV record into an advisory.

@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"reflect"
 	"strings"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"gopkg.in/yaml.v3"
 
 	"github.com/stellaops/stella/internal/record"
@@ -106,7 +110,7 @@ func (d *docCtx) parseObject(js []byte) (*record.Parsed, *DocError) {
 		return nil, d.fail("not JSON: the document starts with %q", head(js, 24))
 	}
 	var pr probe
-	err := json.Unmarshal(js, &pr)
+	err := unmarshal(js, &pr)
 	var typeErr *json.UnmarshalTypeError
 	if err != nil && !errors.As(err, &typeErr) {
 		return nil, d.fail("%s", jsonProblem(err, js))
@@ -176,10 +180,32 @@ func isOSV(pr *probe, typeErr *json.UnmarshalTypeError) bool {
 	return pr.Modified.Set && (affected || pr.SchemaVersion.Set)
 }
 
+// fastOptions make the fast decoder match names as encoding/json does:
+// exactly first, then as strings.EqualFold (not ignoring '_' and '-').
+var fastOptions = jsonv2.JoinOptions(jsonv2.MatchCaseInsensitiveNames(true), jsonv1.MatchCaseSensitiveDelimiter(true))
+
+// fastDecode turns the fast path off in tests that compare it with encoding/json.
+var fastDecode = true
+
+// unmarshal decodes js into *v (a zero value) with the same result as
+// encoding/json, faster: a document that the fast decoder reads without
+// complaint is done; any other (invalid JSON, a value of the wrong type, a
+// duplicate key, which encoding/json tolerates) is decoded again from zero by
+// encoding/json, whose result and error stand. So the fast path changes no
+// outcome and no message; it only skips the slow decoder for good documents.
+// v must be a non-nil pointer.
+func unmarshal(js []byte, v any) error {
+	if fastDecode && jsonv2.Unmarshal(js, v, fastOptions) == nil {
+		return nil
+	}
+	reflect.ValueOf(v).Elem().SetZero()
+	return json.Unmarshal(js, v)
+}
+
 // decode unmarshals a JSON object into a format's struct; problems are
 // reported with the format's name.
 func (d *docCtx) decode(js []byte, v any, format string) *DocError {
-	if err := json.Unmarshal(js, v); err != nil {
+	if err := unmarshal(js, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			return d.fail("%s: %s", format, typeProblem(te))
@@ -296,6 +322,44 @@ func (t *jsonText) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// UnmarshalJSONFrom is UnmarshalJSON for the fast decoder, with the same result.
+func (t *jsonText) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	switch dec.PeekKind() {
+	case 'n':
+		_, err := dec.ReadToken()
+		return err
+	case '"':
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		t.Set, t.IsStr, t.Str = true, true, tok.String()
+		return nil
+	case '[':
+		t.Set = true
+		if _, err := dec.ReadToken(); err != nil {
+			return err
+		}
+		for dec.PeekKind() != ']' {
+			if dec.PeekKind() != '"' {
+				if err := dec.SkipValue(); err != nil {
+					return err
+				}
+				continue
+			}
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return err
+			}
+			t.arr = append(t.arr, tok.String())
+		}
+		_, err := dec.ReadToken()
+		return err
+	}
+	t.Set = true
+	return dec.SkipValue()
+}
+
 // First is the string value, or the first string of an array value.
 func (t jsonText) First() string {
 	if t.IsStr {
@@ -313,6 +377,12 @@ type present bool
 func (p *present) UnmarshalJSON(b []byte) error {
 	*p = string(b) != "null"
 	return nil
+}
+
+// UnmarshalJSONFrom is UnmarshalJSON for the fast decoder.
+func (p *present) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	*p = dec.PeekKind() != 'n'
+	return dec.SkipValue()
 }
 
 // yamlToJSON converts a one-document YAML stream to JSON so that YAML and

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/stellaops/stella/internal/record"
 )
 
@@ -302,6 +304,15 @@ type csafHeader struct {
 	Set         bool
 	CSAFVersion jsonText
 	Category    jsonText
+}
+
+// UnmarshalJSONFrom is UnmarshalJSON for the fast decoder.
+func (h *csafHeader) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	return h.UnmarshalJSON(v)
 }
 
 func (h *csafHeader) UnmarshalJSON(b []byte) error {
