@@ -75,3 +75,22 @@ func TestFastIsCanonical(t *testing.T) {
 		}
 	}
 }
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain ascii text longer than eight", "\"quoted\" \\ back", "ctl \x00\x01\b\f\n\r\t\x1f\x7f",
+		"caf\u00e9 \u2028\u2029 \U0001F600", "bad \xff\xfe utf8 \xe2\x80", "<html>&amp;</html>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := Fast(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendString(nil, s); string(got) != string(want) {
+			t.Fatalf("AppendString(%q) = %s, encoding/json %s", s, got, want)
+		}
+		if got := AppendString([]byte("x"), []byte(s)); string(got) != "x"+string(want) {
+			t.Fatalf("AppendString([]byte %q) = %s, encoding/json %s", s, got, want)
+		}
+	})
+}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -345,8 +344,31 @@ func modBytes(t time.Time) []byte {
 
 func seq(i int) string { return fmt.Sprintf("%08d", i) }
 
+// scratch buffers for the lines emit builds (the sorter copies them).
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// appendRawLine appends the rawLine of a document, as canon.Fast(rawLine{…})
+// writes it (a test checks), without reflection.
+func appendRawLine(dst []byte, l *rawLine) []byte {
+	dst = canon.AppendString(append(dst, `{"contentType":`...), l.ContentType)
+	dst = canon.AppendString(append(dst, `,"digest":`...), l.Digest)
+	dst = canon.AppendString(append(dst, `,"document":`...), l.Document)
+	dst = canon.AppendString(append(dst, `,"format":`...), l.Format)
+	dst = canon.AppendString(append(dst, `,"id":`...), l.ID)
+	dst = canon.AppendString(append(dst, `,"kind":`...), l.Kind)
+	dst = canon.AppendString(append(dst, `,"path":`...), l.Path)
+	dst = canon.AppendString(append(dst, `,"source":`...), l.Source)
+	return append(dst, '}')
+}
+
 // emit adds a selected document's pairs to the sorter.
 func emit(s *extsort.Sorter, lines *atomic.Int64, doc record.Document, p *record.Parsed) error {
+	bp := scratch.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 1<<20 { // do not keep a huge document's buffer
+			scratch.Put(bp)
+		}
+	}()
 	add := func(k []byte, v []byte) error {
 		if k[0] == nsData {
 			lines.Add(1)
@@ -357,44 +379,31 @@ func emit(s *extsort.Sorter, lines *atomic.Int64, doc record.Document, p *record
 	if strings.HasSuffix(p.Format, "yaml") {
 		contentType = "application/yaml"
 	}
-	raw := func() ([]byte, error) {
-		return canon.Fast(rawLine{ContentType: contentType, Digest: doc.Digest, Document: string(doc.Raw),
+	raw := func() []byte {
+		*bp = appendRawLine((*bp)[:0], &rawLine{ContentType: contentType, Digest: doc.Digest, Document: string(doc.Raw),
 			Format: p.Format, ID: p.ID, Kind: string(p.Kind), Path: doc.Path, Source: doc.Source})
+		return *bp
 	}
 	switch p.Kind {
 	case record.KindAdvisory:
 		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
 			return err
 		}
-		line, err := raw()
-		if err != nil {
+		if err := add(key(nsData, "raw/advisories/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), raw()); err != nil {
 			return err
 		}
-		if err := add(key(nsData, "raw/advisories/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), line); err != nil {
-			return err
-		}
-		norm, err := canon.Fast(p.Advisory)
-		if err != nil {
-			return err
-		}
-		return add(key(nsData, "normalized/advisories/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), norm)
+		*bp = canon.AppendAdvisory((*bp)[:0], p.Advisory)
+		return add(key(nsData, "normalized/advisories/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), *bp)
 	case record.KindVEX:
 		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
 			return err
 		}
-		line, err := raw()
-		if err != nil {
-			return err
-		}
-		if err := add(key(nsData, "raw/vex/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), line); err != nil {
+		if err := add(key(nsData, "raw/vex/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), raw()); err != nil {
 			return err
 		}
 		for i := range p.Statements {
-			norm, err := canon.Fast(&p.Statements[i])
-			if err != nil {
-				return err
-			}
-			if err := add(key(nsData, "normalized/vex/"+doc.Source, p.Statements[i].ID, doc.Source, doc.Path, seq(i)), norm); err != nil {
+			*bp = canon.AppendVEXStatement((*bp)[:0], &p.Statements[i])
+			if err := add(key(nsData, "normalized/vex/"+doc.Source, p.Statements[i].ID, doc.Source, doc.Path, seq(i)), *bp); err != nil {
 				return err
 			}
 		}
@@ -414,7 +423,7 @@ func emit(s *extsort.Sorter, lines *atomic.Int64, doc record.Document, p *record
 			if err := add(key(nsID, string(p.Kind), l.ID, doc.Source, doc.Path), modBytes(time.Time{})); err != nil {
 				return err
 			}
-			if err := add(key(nsData, "policy/evaluations", l.ID, doc.Source, doc.Path, seq(i)), bytes.Clone(l.Raw)); err != nil {
+			if err := add(key(nsData, "policy/evaluations", l.ID, doc.Source, doc.Path, seq(i)), l.Raw); err != nil {
 				return err
 			}
 		}
