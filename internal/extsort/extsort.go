@@ -15,6 +15,8 @@ import (
 	"os"
 	"slices"
 	"sync"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // Sorter collects pairs; Add is safe for concurrent use.
@@ -23,6 +25,8 @@ type Sorter struct {
 	budget int
 
 	mu      sync.Mutex
+	spillMu sync.Mutex // held while a buffer is written to its run file
+	err     error      // the first spill failure
 	buf     []pair
 	arena   []byte // backing store of the buffered keys and values
 	size    int
@@ -43,12 +47,19 @@ func New(dir string, budget int) *Sorter {
 	return &Sorter{dir: dir, budget: budget}
 }
 
-// Add adds a pair. key and val are copied.
+// Add adds a pair. key and val are copied. When the buffer passes the
+// budget, the caller sorts and spills it to a run file while other callers
+// go on filling a new buffer; a second spill waits for the first, so memory
+// stays within about twice the budget.
 func (s *Sorter) Add(key, val []byte) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.done {
+		s.mu.Unlock()
 		return errors.New("extsort: Add after Merge")
+	}
+	if s.err != nil {
+		s.mu.Unlock()
+		return s.err
 	}
 	n := len(key) + len(val)
 	if len(s.arena)+n > cap(s.arena) {
@@ -66,50 +77,74 @@ func (s *Sorter) Add(key, val []byte) error {
 	s.buf = append(s.buf, pair{k, v})
 	s.size += n + 48
 	s.pairs++
-	if s.size >= s.budget {
-		return s.spill()
+	if s.size < s.budget {
+		s.mu.Unlock()
+		return nil
 	}
-	return nil
+	s.spillMu.Lock() // the previous spill must be done: two buffers at most
+	buf, f, err := s.cut()
+	s.mu.Unlock()
+	if err == nil {
+		err = writeRun(f, buf)
+	}
+	s.spillMu.Unlock()
+	if err != nil {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// cut takes the buffered pairs out for a spill and opens their run file;
+// s.mu and s.spillMu are held.
+func (s *Sorter) cut() ([]pair, *os.File, error) {
+	f, err := os.CreateTemp(s.dir, "run-*.s2")
+	if err != nil {
+		return nil, nil, fmt.Errorf("extsort: %w", err)
+	}
+	buf := s.buf
+	s.runs = append(s.runs, f.Name())
+	s.spilled += int64(len(buf))
+	s.buf = make([]pair, 0, cap(buf))
+	s.arena = nil // the spilled pairs keep the old chunks alive until written
+	s.size = 0
+	return buf, f, nil
 }
 
 // Pairs is the number of pairs added.
 func (s *Sorter) Pairs() int64 { return s.pairs }
 
-func (s *Sorter) sortBuf() {
-	slices.SortStableFunc(s.buf, func(a, b pair) int { return bytes.Compare(a.k, b.k) })
+func sortPairs(buf []pair) {
+	slices.SortStableFunc(buf, func(a, b pair) int { return bytes.Compare(a.k, b.k) })
 }
 
-func (s *Sorter) spill() error {
-	s.sortBuf()
-	f, err := os.CreateTemp(s.dir, "run-*.bin")
-	if err != nil {
-		return fmt.Errorf("extsort: %w", err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
+// writeRun sorts buf and writes it to f, S2-compressed (JSON records shrink
+// several times, so the run files cost a fraction of the I/O), and closes f.
+func writeRun(f *os.File, buf []pair) error {
+	sortPairs(buf)
+	z := s2.NewWriter(f, s2.WriterConcurrency(1), s2.WriterBlockSize(1<<20))
+	w := bufio.NewWriterSize(z, 256<<10)
 	var hdr [2 * binary.MaxVarintLen64]byte
-	for _, p := range s.buf {
+	for _, p := range buf {
 		n := binary.PutUvarint(hdr[:], uint64(len(p.k)))
 		n += binary.PutUvarint(hdr[n:], uint64(len(p.v)))
 		w.Write(hdr[:n])
 		w.Write(p.k)
-		if _, err := w.Write(p.v); err != nil {
-			f.Close()
-			return fmt.Errorf("extsort: spill: %w", err)
-		}
+		w.Write(p.v)
 	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("extsort: spill: %w", err)
+	err := w.Flush()
+	if err == nil {
+		err = z.Close()
 	}
-	if err := f.Close(); err != nil {
-		return err
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	s.runs = append(s.runs, f.Name())
-	s.spilled += int64(len(s.buf))
-	clear(s.buf) // drop the references to the old arena chunks
-	s.buf = s.buf[:0]
-	s.arena = nil
-	s.size = 0
+	if err != nil {
+		return fmt.Errorf("extsort: spill to %s: %w", f.Name(), err)
+	}
 	return nil
 }
 
@@ -120,9 +155,14 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 	s.mu.Lock()
 	s.done = true
 	s.mu.Unlock()
+	s.spillMu.Lock() // wait for a spill in flight
+	s.spillMu.Unlock()
 	defer s.Close()
+	if s.err != nil {
+		return s.err
+	}
 	if len(s.runs) == 0 {
-		s.sortBuf()
+		sortPairs(s.buf)
 		for _, p := range s.buf {
 			if err := fn(p.k, p.v); err != nil {
 				return err
@@ -130,18 +170,19 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 		}
 		return nil
 	}
-	if len(s.buf) > 0 {
-		if err := s.spill(); err != nil {
-			return err
-		}
-	}
 	h := &mergeHeap{}
+	if len(s.buf) > 0 { // the last buffer is merged from memory, not spilled
+		sortPairs(s.buf)
+		rr := &runReader{mem: s.buf, idx: len(s.runs)}
+		rr.next()
+		*h = append(*h, rr)
+	}
 	for i, name := range s.runs {
 		f, err := os.Open(name)
 		if err != nil {
 			return err
 		}
-		rr := &runReader{f: f, r: bufio.NewReaderSize(f, 256<<10), idx: i}
+		rr := &runReader{f: f, r: bufio.NewReaderSize(s2.NewReader(f), 64<<10), idx: i}
 		ok, err := rr.next()
 		if err != nil {
 			f.Close()
@@ -156,7 +197,7 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 	heap.Init(h)
 	defer func() {
 		for _, rr := range *h {
-			rr.f.Close()
+			rr.close()
 		}
 	}()
 	for h.Len() > 0 {
@@ -171,15 +212,17 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 		if ok {
 			heap.Fix(h, 0)
 		} else {
-			rr.f.Close()
+			rr.close()
 			heap.Pop(h)
 		}
 	}
 	return nil
 }
 
-// Close removes the run files.
+// Close removes the run files (after a spill in flight is done).
 func (s *Sorter) Close() error {
+	s.spillMu.Lock()
+	defer s.spillMu.Unlock()
 	for _, r := range s.runs {
 		os.Remove(r)
 	}
@@ -189,14 +232,30 @@ func (s *Sorter) Close() error {
 	return nil
 }
 
+// runReader reads one sorted run: a run file, or the in-memory buffer (mem).
 type runReader struct {
 	f    *os.File
 	r    *bufio.Reader
+	mem  []pair
 	k, v []byte
 	idx  int
 }
 
+func (rr *runReader) close() {
+	if rr.f != nil {
+		rr.f.Close()
+	}
+}
+
 func (rr *runReader) next() (bool, error) {
+	if rr.r == nil {
+		if len(rr.mem) == 0 {
+			return false, nil
+		}
+		rr.k, rr.v = rr.mem[0].k, rr.mem[0].v
+		rr.mem = rr.mem[1:]
+		return true, nil
+	}
 	kl, err := binary.ReadUvarint(rr.r)
 	if err == io.EOF {
 		return false, nil

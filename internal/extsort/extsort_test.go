@@ -61,3 +61,17 @@ func TestSortSpillsAndMerges(t *testing.T) {
 		}
 	}
 }
+
+func TestSpillFailureIsReported(t *testing.T) {
+	s := New(t.TempDir()+"/missing", 1<<10)
+	var err error
+	for i := 0; i < 200 && err == nil; i++ {
+		err = s.Add([]byte(fmt.Sprintf("k%04d", i)), make([]byte, 64))
+	}
+	if err == nil {
+		t.Fatal("spilling into a missing directory did not fail")
+	}
+	if merr := s.Merge(func(k, v []byte) error { return nil }); merr == nil {
+		t.Fatal("Merge after a failed spill did not fail")
+	}
+}
