@@ -269,20 +269,23 @@ func (w *walker) listDir(read func(p, rel string) error) error {
 }
 
 func (w *walker) readFile(p, rel string) error {
-	f, err := os.Open(p)
+	f, err := openRegular(p)
 	if err != nil {
+		var nr notRegular
+		if errors.As(err, &nr) { // replaced since the folder was listed
+			return w.docErr(rel, "", "not a regular file (%s)", fileType(fs.FileMode(nr)))
+		}
 		return w.docErr(rel, "", "unreadable: %v", unwrapPathErr(err))
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return w.docErr(rel, "", "unreadable: %v", unwrapPathErr(err))
-	}
-	if !fi.Mode().IsRegular() { // replaced since the folder was listed
-		return w.docErr(rel, "", "not a regular file (%s)", fileType(fi.Mode().Type()))
-	}
-	return w.read(rel, f, fi.Size())
+	return w.read(rel, f, f.size)
 }
+
+// notRegular is the error of openRegular for a file that is not a regular
+// file; it holds the file's type bits.
+type notRegular fs.FileMode
+
+func (n notRegular) Error() string { return "not a regular file (" + fileType(fs.FileMode(n)) + ")" }
 
 func (w *walker) walkArchive(kind archiveKind) error {
 	if kind == archiveZip {
