@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/stellaops/stella/internal/cli"
@@ -29,6 +30,15 @@ func main() {
 }
 
 func run() int {
+	// STELLA_CPUPROFILE=<file> writes a CPU profile of the whole command
+	// (for `make bench` investigations; see docs/performance.md).
+	if p := os.Getenv("STELLA_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	f := &cli.Factory{IO: cli.System(), Hooks: cli.DefaultHooks}
