@@ -172,10 +172,18 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 	progress progressFn) (*collected, error) {
 	sel := newSelection(spec, run.Selectors)
 	c := &collected{sorter: sorter, counts: map[string]int64{}, skip: skipperFrom(ctx)}
-	var total int64
-	for _, s := range run.Sources {
-		total += countCandidates(s.Path)
-	}
+	// The progress total is counted beside the read (a second listing of
+	// the folders); until it is known, progress shows no total.
+	var total atomic.Int64
+	countCtx, stopCount := context.WithCancel(ctx)
+	defer stopCount()
+	go func() {
+		var n int64
+		for _, s := range run.Sources {
+			n += countCandidates(countCtx, s.Path)
+		}
+		total.Store(n)
+	}()
 	workers := e.cfg.Workers
 	if workers <= 0 {
 		// Twice the cores: the walker blocks in file reads, so extra
@@ -204,7 +212,7 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 				d := done.Add(1)
 				nbytes.Add(int64(len(j.doc.Raw)))
 				if progress != nil && d%64 == 0 {
-					progress("read", d, total, nbytes.Load())
+					progress("read", d, total.Load(), nbytes.Load())
 				}
 			}
 		}()
@@ -238,7 +246,7 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 		c.newest = time.Unix(0, n).UTC()
 	}
 	if progress != nil {
-		progress("read", c.docs, max(total, c.docs), c.bytes)
+		progress("read", c.docs, c.docs, c.bytes)
 	}
 	sort.Slice(c.skipped, func(i, j int) bool {
 		a, b := c.skipped[i], c.skipped[j]
@@ -456,9 +464,12 @@ func sbomFolder(subject, digest string) string {
 
 // countCandidates counts the candidate documents of a directory source, for
 // progress totals; archives count as unknown (0).
-func countCandidates(root string) int64 {
+func countCandidates(ctx context.Context, root string) int64 {
 	var n int64
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err == nil && d.Type().IsRegular() && evidence.IsCandidate(d.Name()) {
 			n++
 		}

@@ -155,18 +155,24 @@ func stringsOrNil(dec *jsontext.Decoder) ([]string, error) {
 	out := []string{}
 	ok := true
 	for dec.PeekKind() != ']' {
-		if dec.PeekKind() != '"' {
+		switch dec.PeekKind() {
+		case '"':
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, tok.String())
+		case 'n': // encoding/json reads null into a string as ""
+			if _, err := dec.ReadToken(); err != nil {
+				return nil, err
+			}
+			out = append(out, "")
+		default:
 			ok = false
 			if err := dec.SkipValue(); err != nil {
 				return nil, err
 			}
-			continue
 		}
-		tok, err := dec.ReadToken()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, tok.String())
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, err

@@ -110,7 +110,11 @@ func (d *docCtx) parseObject(js []byte) (*record.Parsed, *DocError) {
 		return nil, d.fail("not JSON: the document starts with %q", head(js, 24))
 	}
 	var pr probe
-	err := unmarshal(js, &pr)
+	var err error
+	if !fastDecode || !fastOSV(js, &pr) { // the common case, an OSV record, in one pass
+		pr = probe{}
+		err = unmarshal(js, &pr)
+	}
 	var typeErr *json.UnmarshalTypeError
 	if err != nil && !errors.As(err, &typeErr) {
 		return nil, d.fail("%s", jsonProblem(err, js))
@@ -341,17 +345,23 @@ func (t *jsonText) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 			return err
 		}
 		for dec.PeekKind() != ']' {
-			if dec.PeekKind() != '"' {
+			switch dec.PeekKind() {
+			case '"':
+				tok, err := dec.ReadToken()
+				if err != nil {
+					return err
+				}
+				t.arr = append(t.arr, tok.String())
+			case 'n': // encoding/json reads null into a string as ""
+				if _, err := dec.ReadToken(); err != nil {
+					return err
+				}
+				t.arr = append(t.arr, "")
+			default:
 				if err := dec.SkipValue(); err != nil {
 					return err
 				}
-				continue
 			}
-			tok, err := dec.ReadToken()
-			if err != nil {
-				return err
-			}
-			t.arr = append(t.arr, tok.String())
 		}
 		_, err := dec.ReadToken()
 		return err

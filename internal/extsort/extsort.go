@@ -182,7 +182,8 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 		if err != nil {
 			return err
 		}
-		rr := &runReader{f: f, r: bufio.NewReaderSize(s2.NewReader(f), 64<<10), idx: i}
+		rr := &runReader{f: f, idx: i}
+		rr.prefetch()
 		ok, err := rr.next()
 		if err != nil {
 			f.Close()
@@ -232,23 +233,120 @@ func (s *Sorter) Close() error {
 	return nil
 }
 
-// runReader reads one sorted run: a run file, or the in-memory buffer (mem).
+// runReader reads one sorted run: a run file, decoded ahead by its own
+// goroutine in batches (so that decompression runs beside the merge), or
+// the in-memory buffer (mem).
 type runReader struct {
 	f    *os.File
-	r    *bufio.Reader
 	mem  []pair
 	k, v []byte
 	idx  int
+
+	batches chan *batch // decoded batches, closed at the end of the run
+	free    chan *batch // batches handed back for reuse
+	stop    chan struct{}
+	done    chan struct{}
+	err     error // the decoder's error, read after batches is closed
+	cur     *batch
+}
+
+// batch is a slice of decoded pairs and the memory they point into.
+type batch struct {
+	arena []byte
+	pairs []pair
+	pos   int // the next pair to hand out
+}
+
+const batchBytes = 256 << 10
+
+func (rr *runReader) prefetch() {
+	rr.batches = make(chan *batch, 2)
+	rr.free = make(chan *batch, 3)
+	rr.stop = make(chan struct{})
+	rr.done = make(chan struct{})
+	for i := 0; i < 3; i++ {
+		rr.free <- &batch{arena: make([]byte, 0, batchBytes)}
+	}
+	go func() {
+		defer close(rr.done)
+		defer close(rr.batches)
+		r := bufio.NewReaderSize(s2.NewReader(rr.f), 64<<10)
+		for {
+			var b *batch
+			select {
+			case b = <-rr.free:
+			case <-rr.stop:
+				return
+			}
+			b.arena, b.pairs, b.pos = b.arena[:0], b.pairs[:0], 0
+			for len(b.arena) < batchBytes-4<<10 {
+				k, v, ok, err := readPair(r, &b.arena)
+				if err != nil {
+					rr.err = fmt.Errorf("extsort: run %s: %w", rr.f.Name(), err)
+					return
+				}
+				if !ok {
+					break
+				}
+				b.pairs = append(b.pairs, pair{k, v})
+			}
+			if len(b.pairs) == 0 {
+				return
+			}
+			select {
+			case rr.batches <- b:
+			case <-rr.stop:
+				return
+			}
+		}
+	}()
+}
+
+// readPair reads one pair into *arena (a pair that does not fit gets its
+// own memory); ok is false at the end of the run.
+func readPair(r *bufio.Reader, arena *[]byte) (k, v []byte, ok bool, err error) {
+	kl, err := binary.ReadUvarint(r)
+	if err == io.EOF {
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	vl, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	need := int(kl + vl)
+	a := *arena
+	var b []byte
+	if len(a)+need <= cap(a) {
+		b = a[len(a) : len(a)+need]
+		*arena = a[:len(a)+need]
+	} else {
+		b = make([]byte, need)
+	}
+	if _, err := io.ReadFull(r, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, nil, false, err
+	}
+	return b[:kl:kl], b[kl:], true, nil
 }
 
 func (rr *runReader) close() {
+	if rr.stop != nil {
+		close(rr.stop)
+		<-rr.done
+		rr.stop = nil
+	}
 	if rr.f != nil {
 		rr.f.Close()
 	}
 }
 
 func (rr *runReader) next() (bool, error) {
-	if rr.r == nil {
+	if rr.batches == nil {
 		if len(rr.mem) == 0 {
 			return false, nil
 		}
@@ -256,29 +354,21 @@ func (rr *runReader) next() (bool, error) {
 		rr.mem = rr.mem[1:]
 		return true, nil
 	}
-	kl, err := binary.ReadUvarint(rr.r)
-	if err == io.EOF {
-		return false, nil
+	for rr.cur == nil || rr.cur.pos == len(rr.cur.pairs) {
+		if rr.cur != nil {
+			rr.free <- rr.cur
+			rr.cur = nil
+		}
+		b, ok := <-rr.batches
+		if !ok {
+			<-rr.done
+			return false, rr.err
+		}
+		rr.cur = b
 	}
-	if err != nil {
-		return false, fmt.Errorf("extsort: run %s: %w", rr.f.Name(), err)
-	}
-	vl, err := binary.ReadUvarint(rr.r)
-	if err != nil {
-		return false, fmt.Errorf("extsort: run %s: %w", rr.f.Name(), err)
-	}
-	need := int(kl + vl)
-	if cap(rr.k) < need {
-		rr.k = make([]byte, need)
-	}
-	b := rr.k[:need]
-	if _, err := io.ReadFull(rr.r, b); err != nil {
-		return false, fmt.Errorf("extsort: run %s: %w", rr.f.Name(), err)
-	}
-	rr.k = b[:kl:kl]
-	rr.v = b[kl:]
-	// keep the full buffer for reuse
-	rr.k = b[:kl]
+	p := rr.cur.pairs[rr.cur.pos]
+	rr.cur.pos++
+	rr.k, rr.v = p.k, p.v
 	return true, nil
 }
 
