@@ -29,11 +29,6 @@ func (c Codec) Ext() string {
 	return ""
 }
 
-// zstdConcurrency is fixed (not GOMAXPROCS) so that the compressed bytes do
-// not depend on the machine: klauspost/compress promises identical output for
-// identical input, options and code version.
-const zstdConcurrency = 2
-
 // Compressor wraps w so that what is written to it is compressed with codec
 // at level (0 = the codec's default). Close flushes the compressor, not w.
 func Compressor(w io.Writer, codec Codec, level int) (io.WriteCloser, error) {
@@ -43,8 +38,7 @@ func Compressor(w io.Writer, codec Codec, level int) (io.WriteCloser, error) {
 		if level != 0 {
 			lvl = zstd.EncoderLevelFromZstd(level)
 		}
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(zstdConcurrency),
-			zstd.WithEncoderCRC(true))
+		return newFrameWriter(w, lvl)
 	case Gzip:
 		if level == 0 {
 			level = gzip.DefaultCompression

@@ -3,6 +3,7 @@
 package corpus
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -67,31 +68,72 @@ func Seeds(dir string) ([]map[string]any, error) {
 // deterministic. Changed, when > 0, marks every changed-th record as edited
 // (a different summary), to make a later snapshot for delta tests.
 func Generate(seeds []map[string]any, out, prefix string, n, changed int) (int64, error) {
+	lastDir := ""
+	return GenerateTo(seeds, prefix, n, changed, func(name string, b []byte) error {
+		p := filepath.Join(out, filepath.FromSlash(name))
+		if d := filepath.Dir(p); d != lastDir {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			lastDir = d
+		}
+		return os.WriteFile(p, b, 0o644)
+	})
+}
+
+// GenerateTo is Generate handing each document (its slash-separated path
+// and bytes) to put instead of writing files, e.g. into an archive.
+func GenerateTo(seeds []map[string]any, prefix string, n, changed int, put func(name string, b []byte) error) (int64, error) {
 	var total int64
-	for i := 0; i < n; i++ {
-		s := seeds[i%len(seeds)]
+	// Each seed is marshalled once with a placeholder id; copies substitute
+	// their id (as json.Marshal writes it), which gives the same bytes as
+	// marshalling every copy, many times faster.
+	const placeholder = "\x00stella-corpus-id\x00"
+	templates := make([][2][]byte, len(seeds))
+	render := func(s map[string]any, id string, revised bool) ([]byte, error) {
 		m := make(map[string]any, len(s))
 		for k, v := range s {
 			m[k] = v
 		}
-		id := fmt.Sprintf("%s-%s-%07d", prefix, s["id"], i)
 		m["id"] = id
 		delete(m, "aliases") // aliases of a copy would alias the original
-		if changed > 0 && i%changed == 0 {
+		if revised {
 			m["summary"] = fmt.Sprintf("%v (revised)", m["summary"])
 			m["modified"] = "2026-11-01T00:00:00Z"
 		}
-		b, err := json.MarshalIndent(m, "", "  ")
+		return json.MarshalIndent(m, "", "  ")
+	}
+	for i := 0; i < n; i++ {
+		si := i % len(seeds)
+		s := seeds[si]
+		id := fmt.Sprintf("%s-%s-%07d", prefix, s["id"], i)
+		var b []byte
+		var err error
+		if changed > 0 && i%changed == 0 {
+			b, err = render(s, id, true)
+		} else {
+			t := &templates[si]
+			if t[0] == nil {
+				tb, err := render(s, placeholder, false)
+				if err != nil {
+					return total, err
+				}
+				ph, _ := json.Marshal(placeholder)
+				before, after, ok := bytes.Cut(tb, ph)
+				if !ok {
+					return total, fmt.Errorf("corpus: placeholder not found in seed %v", s["id"])
+				}
+				t[0], t[1] = before, after
+			}
+			q, _ := json.Marshal(id)
+			b = make([]byte, 0, len(t[0])+len(q)+len(t[1]))
+			b = append(append(append(b, t[0]...), q...), t[1]...)
+		}
 		if err != nil {
 			return total, err
 		}
-		dir := filepath.Join(out, fmt.Sprintf("%04d", i/1000))
-		if i%1000 == 0 {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return total, err
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, strings.ReplaceAll(id, ":", "_")+".json"), b, 0o644); err != nil {
+		name := fmt.Sprintf("%04d/%s.json", i/1000, strings.ReplaceAll(id, ":", "_"))
+		if err := put(name, b); err != nil {
 			return total, err
 		}
 		total += int64(len(b))

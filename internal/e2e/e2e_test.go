@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"encoding/json"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/stellaops/stella/internal/corpus"
 	"github.com/stellaops/stella/pkg/exportapi"
@@ -82,18 +85,45 @@ func decodeRun(t *testing.T, s string) exportapi.Run {
 	return r
 }
 
-// bigCorpus makes a corpus large enough that a run lasts a few seconds.
-func bigCorpus(t *testing.T, n int) string {
+// bigArchive writes n generated documents into one .tar.zst source: a run
+// over it reads for a second or more (one decompressing reader), and making
+// it costs no per-file system calls.
+func bigArchive(t *testing.T, n int) string {
 	t.Helper()
 	seeds, err := corpus.Seeds(testdata(t, "evidence/osv"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if _, err := corpus.Generate(seeds, dir, "E2E", n, 0); err != nil {
+	p := filepath.Join(t.TempDir(), "big.tar.zst")
+	f, err := os.Create(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return dir
+	zw, err := zstd.NewWriter(f, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(zw)
+	_, err = corpus.GenerateTo(seeds, "E2E", n, 0, func(name string, b []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := tw.Write(b)
+		return err
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestExitCodes(t *testing.T) {
@@ -170,7 +200,10 @@ func TestKillMidRun(t *testing.T) {
 		t.Skip("short")
 	}
 	e := newEnv(t)
-	big := bigCorpus(t, 6000)
+	// Big enough that the run is still reading when the kill lands (the
+	// kill follows the first progress event; one archive of 100,000
+	// documents takes seconds to read).
+	big := bigArchive(t, 100000)
 	// A finished run first: it must survive untouched.
 	out, stderr, code := e.run("run", "submit", "--profile", "json:raw", "--source", "go="+testdata(t, "evidence/osv/golang-vulndb/t0"))
 	if code != 0 {
@@ -188,7 +221,7 @@ func TestKillMidRun(t *testing.T) {
 	var runID string
 	for sc.Scan() {
 		var ev exportapi.Event
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == exportapi.EventProgress && ev.ItemsDone >= 500 {
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Type == exportapi.EventProgress && ev.ItemsDone >= 64 {
 			runID = ev.RunID
 			break
 		}
@@ -240,7 +273,7 @@ func TestWatchFromSecondProcess(t *testing.T) {
 		t.Skip("short")
 	}
 	e := newEnv(t)
-	big := bigCorpus(t, 4000)
+	big := bigArchive(t, 100000)
 	sub := e.cmd("run", "submit", "--profile", "json:raw", "--source", "big="+big, "--watch")
 	stdout, _ := sub.StdoutPipe()
 	var subErr bytes.Buffer

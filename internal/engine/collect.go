@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -36,7 +37,7 @@ const (
 type rawLine struct {
 	ContentType string `json:"contentType"`
 	Digest      string `json:"digest"`
-	Document    string `json:"document"`
+	Document    []byte `json:"document"` // written as a JSON string (appendRawLine)
 	Format      string `json:"format"`
 	ID          string `json:"id"`
 	Kind        string `json:"kind"`
@@ -156,8 +157,22 @@ func key(ns byte, parts ...string) []byte {
 	return b
 }
 
-func splitKey(k []byte) []string {
-	return strings.Split(string(k[1:]), "\x00")
+// keyFields splits a key into its NUL-separated fields without copying;
+// the slices alias k. Keys have at most len(f) fields.
+func keyFields(k []byte, f *[5][]byte) int {
+	rest := k[1:]
+	n := 0
+	for n < len(f) {
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 || n == len(f)-1 {
+			f[n] = rest
+			return n + 1
+		}
+		f[n] = rest[:i]
+		rest = rest[i+1:]
+		n++
+	}
+	return n
 }
 
 // docJob is one document handed to a parser.
@@ -211,6 +226,7 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 				}
 				d := done.Add(1)
 				nbytes.Add(int64(len(j.doc.Raw)))
+				evidence.Release(j.doc.Raw) // copied into the sorter; nothing aliases it now
 				if progress != nil && d%64 == 0 {
 					progress("read", d, total.Load(), nbytes.Load())
 				}
@@ -355,8 +371,9 @@ func seq(i int) string { return fmt.Sprintf("%08d", i) }
 // scratch buffers for the lines emit builds (the sorter copies them).
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// appendRawLine appends the rawLine of a document, as canon.Fast(rawLine{…})
-// writes it (a test checks), without reflection.
+// appendRawLine appends the rawLine of a document, as canon.Fast writes it
+// with Document as a string (a test checks), without reflection or a copy of
+// the document.
 func appendRawLine(dst []byte, l *rawLine) []byte {
 	dst = canon.AppendString(append(dst, `{"contentType":`...), l.ContentType)
 	dst = canon.AppendString(append(dst, `,"digest":`...), l.Digest)
@@ -388,7 +405,7 @@ func emit(s *extsort.Sorter, lines *atomic.Int64, doc record.Document, p *record
 		contentType = "application/yaml"
 	}
 	raw := func() []byte {
-		*bp = appendRawLine((*bp)[:0], &rawLine{ContentType: contentType, Digest: doc.Digest, Document: string(doc.Raw),
+		*bp = appendRawLine((*bp)[:0], &rawLine{ContentType: contentType, Digest: doc.Digest, Document: doc.Raw,
 			Format: p.Format, ID: p.ID, Kind: string(p.Kind), Path: doc.Path, Source: doc.Source})
 		return *bp
 	}

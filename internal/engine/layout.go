@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -63,7 +64,7 @@ type jsonLayout struct {
 	stream  string
 	file    *bundle.File
 	comp    io.WriteCloser
-	buf     *bufio.Writer
+	buf     bufferedLines
 	records int64
 }
 
@@ -121,6 +122,22 @@ func (l *jsonLayout) Record(stream, id string, line []byte) error {
 	return l.buf.WriteByte('\n')
 }
 
+// lineWriter is where data lines go: a buffered writer, or a compressor
+// that buffers by itself.
+type lineWriter interface {
+	io.Writer
+	io.ByteWriter
+}
+
+type bufferedLines interface {
+	lineWriter
+	Flush() error
+}
+
+type nopFlush struct{ lineWriter }
+
+func (nopFlush) Flush() error { return nil }
+
 func (l *jsonLayout) open(stream string) error {
 	codec := l.ac.Codec
 	p := DataPath(stream, codec)
@@ -137,7 +154,11 @@ func (l *jsonLayout) open(stream string) error {
 			return xerr.Wrap(xerr.InvalidInput, err, "profile %q spec.compression", l.ac.Profile.Metadata.Name)
 		}
 		l.comp = c
-		l.buf = bufio.NewWriterSize(c, 256<<10)
+		if lw, ok := c.(lineWriter); ok { // buffers already (zstd frames)
+			l.buf = nopFlush{lw}
+		} else {
+			l.buf = bufio.NewWriterSize(c, 256<<10)
+		}
 	}
 	return nil
 }
@@ -176,7 +197,6 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	progress progressFn) (*layoutResult, error) {
 	res := &layoutResult{skipped: c.skipped}
 	drop := map[string]string{} // source\0path -> reason
-	var prevKind, prevID, prevSrc, prevPath string
 	var srcName string
 	var srcHash hash.Hash
 	var srcDocs int64
@@ -191,38 +211,51 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	var written int64
 	var checkedPolicy bool
 	origin, _ := ad.(OriginAdapter)
+	var f [5][]byte
+	var prevID []byte // kind 0 id 0 source 0 path of the last id kept
+	var stream string // the current data stream (one string per stream)
 	err := c.sorter.Merge(func(k, v []byte) error {
 		switch k[0] {
 		case nsID:
-			f := splitKey(k)
-			kind, id, src, path := f[0], f[1], f[2], f[3]
-			if _, dropped := drop[src+"\x00"+path]; dropped {
-				return nil
-			}
-			if kind == prevKind && id == prevID {
-				if src == prevSrc && path == prevPath {
-					return nil // e.g. one document listing the same finding twice is caught by its parser
+			keyFields(k, &f)
+			if len(drop) > 0 {
+				if _, dropped := drop[string(f[2])+"\x00"+string(f[3])]; dropped {
+					return nil
 				}
-				reason := fmt.Sprintf("duplicate %s id %q: also in source %q at %s (kept)", kind, id, prevSrc, prevPath)
-				if !run.SkipInvalid {
-					return xerr.New(xerr.InvalidInput, "source %q: %s: %s", src, path, reason).
-						WithHint("remove one of the two documents, narrow the run with --selector source=…, or rerun with --skip-invalid to keep the first")
-				}
-				drop[src+"\x00"+path] = reason
-				return nil
 			}
-			prevKind, prevID, prevSrc, prevPath = kind, id, src, path
-			if kind == "policy" {
+			// The key without its namespace is kind 0 id 0 source 0 path.
+			if prevID != nil {
+				var pf [5][]byte
+				keyFields(prevID, &pf)
+				if bytes.Equal(f[0], pf[0]) && bytes.Equal(f[1], pf[1]) {
+					if bytes.Equal(f[2], pf[2]) && bytes.Equal(f[3], pf[3]) {
+						return nil // e.g. one document listing the same finding twice is caught by its parser
+					}
+					kind, id, src, path := string(f[0]), string(f[1]), string(f[2]), string(f[3])
+					reason := fmt.Sprintf("duplicate %s id %q: also in source %q at %s (kept)", kind, id, pf[2], pf[3])
+					if !run.SkipInvalid {
+						return xerr.New(xerr.InvalidInput, "source %q: %s: %s", src, path, reason).
+							WithHint("remove one of the two documents, narrow the run with --selector source=…, or rerun with --skip-invalid to keep the first")
+					}
+					drop[src+"\x00"+path] = reason
+					return nil
+				}
+			}
+			prevID = append(prevID[:0], k...)
+			if string(f[0]) == "policy" {
 				policies++
 			}
 			res.records++
 		case nsDoc:
-			f := splitKey(k)
-			if srcHash == nil || f[0] != srcName {
+			keyFields(k, &f)
+			if srcHash == nil || string(f[0]) != srcName {
 				flushSource()
-				srcName, srcHash, srcDocs = f[0], sha256.New(), 0
+				srcName, srcHash, srcDocs = string(f[0]), sha256.New(), 0
 			}
-			fmt.Fprintf(srcHash, "%s %s\n", f[1], v)
+			srcHash.Write(f[1])
+			srcHash.Write([]byte{' '})
+			srcHash.Write(v)
+			srcHash.Write([]byte{'\n'})
 			srcDocs++
 		case nsData:
 			if !checkedPolicy {
@@ -231,9 +264,11 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 					return err
 				}
 			}
-			f := splitKey(k)
-			if _, dropped := drop[f[2]+"\x00"+f[3]]; dropped {
-				return nil
+			keyFields(k, &f)
+			if len(drop) > 0 {
+				if _, dropped := drop[string(f[2])+"\x00"+string(f[3])]; dropped {
+					return nil
+				}
 			}
 			written++
 			if progress != nil && written%256 == 0 {
@@ -242,10 +277,13 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 					return err
 				}
 			}
-			if origin != nil {
-				return origin.RecordOrigin(f[0], f[1], f[2], f[3], f[4], v)
+			if string(f[0]) != stream {
+				stream = string(f[0])
 			}
-			return ad.Record(f[0], f[1], v)
+			if origin != nil {
+				return origin.RecordOrigin(stream, string(f[1]), string(f[2]), string(f[3]), string(f[4]), v)
+			}
+			return ad.Record(stream, string(f[1]), v)
 		}
 		return nil
 	})

@@ -65,7 +65,7 @@ func (s *osvScan) eat(c byte) bool {
 
 // literal reads null, true or false.
 func (s *osvScan) literal(lit string) bool {
-	if strings.HasPrefix(string(s.b[s.i:]), lit) {
+	if len(s.b)-s.i >= len(lit) && string(s.b[s.i:s.i+len(lit)]) == lit {
 		s.i += len(lit)
 		return true
 	}

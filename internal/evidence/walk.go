@@ -526,12 +526,53 @@ func walkLess(a, b string) bool {
 // readLimited reads r to its end, at most limit bytes. big reports that r
 // holds more than limit bytes (then data is incomplete). size is the expected
 // size, or -1 when unknown.
+// Document buffers come from size-classed pools. A consumer that is done
+// with a document's Raw (after Parse, and after copying whatever it keeps:
+// parsed records never alias Raw except findings lines) may hand it back
+// with Release; a document that is not released is left to the collector.
+const (
+	rawMinClass = 4 << 10
+	rawClasses  = 9 // 4 KiB .. 1 MiB
+)
+
+var rawPools [rawClasses]sync.Pool
+
+func rawClass(n int) int {
+	c, size := 0, rawMinClass
+	for size < n {
+		c++
+		size <<= 1
+	}
+	return c
+}
+
+func getRaw(n int) []byte {
+	c := rawClass(n)
+	if c >= rawClasses {
+		return make([]byte, 0, n)
+	}
+	if b, ok := rawPools[c].Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, rawMinClass<<c)
+}
+
+// Release hands a document's Raw back for reuse; the caller must not touch
+// it (or anything aliasing it) afterwards.
+func Release(raw []byte) {
+	c := rawClass(cap(raw))
+	if c < rawClasses && cap(raw) == rawMinClass<<c {
+		b := raw[:0]
+		rawPools[c].Put(&b)
+	}
+}
+
 func readLimited(r io.Reader, size, limit int64) (data []byte, big bool, err error) {
 	if size < 0 || size > limit {
 		size = 0
 	}
 	lr := io.LimitReader(r, limit+1)
-	b := make([]byte, 0, size+1) // +1: reach EOF without growing
+	b := getRaw(int(size) + 1) // +1: reach EOF without growing
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]

@@ -19,6 +19,9 @@ import (
 	"github.com/klauspost/compress/s2"
 )
 
+// chunkBytes is the size of the arena chunks that hold buffered pairs.
+const chunkBytes = 1 << 20
+
 // Sorter collects pairs; Add is safe for concurrent use.
 type Sorter struct {
 	dir    string
@@ -28,7 +31,9 @@ type Sorter struct {
 	spillMu sync.Mutex // held while a buffer is written to its run file
 	err     error      // the first spill failure
 	buf     []pair
-	arena   []byte // backing store of the buffered keys and values
+	chunks  [][]byte // the arena chunks of buf
+	free    [][]byte // chunks of written runs, for reuse
+	arena   []byte   // backing store of the buffered keys and values
 	size    int
 	runs    []string
 	pairs   int64
@@ -63,11 +68,13 @@ func (s *Sorter) Add(key, val []byte) error {
 	}
 	n := len(key) + len(val)
 	if len(s.arena)+n > cap(s.arena) {
-		c := 1 << 20
-		if n > c {
-			c = n
+		if n <= chunkBytes && len(s.free) > 0 { // a chunk of a written run
+			s.arena = s.free[len(s.free)-1][:0]
+			s.free = s.free[:len(s.free)-1]
+		} else {
+			s.arena = make([]byte, 0, max(n, chunkBytes))
 		}
-		s.arena = make([]byte, 0, c)
+		s.chunks = append(s.chunks, s.arena)
 	}
 	off := len(s.arena)
 	s.arena = append(s.arena, key...)
@@ -82,36 +89,39 @@ func (s *Sorter) Add(key, val []byte) error {
 		return nil
 	}
 	s.spillMu.Lock() // the previous spill must be done: two buffers at most
-	buf, f, err := s.cut()
+	buf, chunks, f, err := s.cut()
 	s.mu.Unlock()
 	if err == nil {
 		err = writeRun(f, buf)
 	}
 	s.spillMu.Unlock()
-	if err != nil {
-		s.mu.Lock()
-		if s.err == nil {
-			s.err = err
-		}
-		s.mu.Unlock()
+	s.mu.Lock()
+	if err != nil && s.err == nil {
+		s.err = err
 	}
+	for _, c := range chunks { // written: their memory holds the next buffer
+		if cap(c) == chunkBytes {
+			s.free = append(s.free, c)
+		}
+	}
+	s.mu.Unlock()
 	return err
 }
 
 // cut takes the buffered pairs out for a spill and opens their run file;
 // s.mu and s.spillMu are held.
-func (s *Sorter) cut() ([]pair, *os.File, error) {
+func (s *Sorter) cut() ([]pair, [][]byte, *os.File, error) {
 	f, err := os.CreateTemp(s.dir, "run-*.s2")
 	if err != nil {
-		return nil, nil, fmt.Errorf("extsort: %w", err)
+		return nil, nil, nil, fmt.Errorf("extsort: %w", err)
 	}
-	buf := s.buf
+	buf, chunks := s.buf, s.chunks
 	s.runs = append(s.runs, f.Name())
 	s.spilled += int64(len(buf))
 	s.buf = make([]pair, 0, cap(buf))
-	s.arena = nil // the spilled pairs keep the old chunks alive until written
+	s.arena, s.chunks = nil, nil // the spilled pairs hold the old chunks until written
 	s.size = 0
-	return buf, f, nil
+	return buf, chunks, f, nil
 }
 
 // Pairs is the number of pairs added.
@@ -229,7 +239,7 @@ func (s *Sorter) Close() error {
 	}
 	s.runs = nil
 	s.buf = nil
-	s.arena = nil
+	s.arena, s.chunks, s.free = nil, nil, nil
 	return nil
 }
 

@@ -1,0 +1,143 @@
+package bundle
+
+import (
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// frameBytes is how much input goes into each zstd frame of a data file.
+// Frames are compressed independently, on all cores, and written in order:
+// the bytes depend only on the input (never on the number of cores), and
+// every zstd reader reads the concatenated frames as one stream.
+const frameBytes = 4 << 20
+
+// frameWorkers bounds the frames being compressed at once.
+const frameWorkers = 4
+
+// frameWriter compresses what is written to it as a sequence of zstd frames
+// of frameBytes of input each.
+type frameWriter struct {
+	w       io.Writer
+	enc     *zstd.Encoder
+	buf     []byte
+	pending []*frameJob // in output order
+	sem     chan struct{}
+	err     error
+	wrote   bool
+	closed  bool
+	pool    sync.Pool // input buffers
+	outPool sync.Pool // compressed frames, once written
+}
+
+type frameJob struct {
+	in   []byte
+	out  []byte
+	done chan struct{}
+}
+
+func newFrameWriter(w io.Writer, lvl zstd.EncoderLevel) (*frameWriter, error) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(lvl), zstd.WithEncoderConcurrency(frameWorkers),
+		zstd.WithEncoderCRC(true), zstd.WithWindowSize(frameBytes))
+	if err != nil {
+		return nil, err
+	}
+	return &frameWriter{w: w, enc: enc, sem: make(chan struct{}, frameWorkers)}, nil
+}
+
+func (f *frameWriter) Write(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if f.buf == nil {
+			if b, ok := f.pool.Get().(*[]byte); ok {
+				f.buf = (*b)[:0]
+			} else {
+				f.buf = make([]byte, 0, frameBytes)
+			}
+		}
+		k := min(len(p), frameBytes-len(f.buf))
+		f.buf = append(f.buf, p[:k]...)
+		p = p[k:]
+		if len(f.buf) == frameBytes {
+			if err := f.submit(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// WriteByte writes one byte (data files end every line with one).
+func (f *frameWriter) WriteByte(c byte) error {
+	if f.err == nil && f.buf != nil && len(f.buf) < frameBytes-1 {
+		f.buf = append(f.buf, c)
+		return nil
+	}
+	_, err := f.Write([]byte{c})
+	return err
+}
+
+// submit starts compressing the buffered input as one frame, after writing
+// out finished frames so that at most frameWorkers+1 are held.
+func (f *frameWriter) submit() error {
+	j := &frameJob{in: f.buf, done: make(chan struct{})}
+	f.buf = nil
+	f.wrote = true
+	f.sem <- struct{}{}
+	go func() {
+		var dst []byte
+		if b, ok := f.outPool.Get().(*[]byte); ok {
+			dst = (*b)[:0]
+		}
+		j.out = f.enc.EncodeAll(j.in, dst)
+		<-f.sem
+		close(j.done)
+	}()
+	f.pending = append(f.pending, j)
+	for len(f.pending) > frameWorkers {
+		if err := f.flushOne(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *frameWriter) flushOne() error {
+	j := f.pending[0]
+	<-j.done
+	f.pending = f.pending[1:]
+	in := j.in
+	f.pool.Put(&in)
+	if f.err == nil {
+		if _, err := f.w.Write(j.out); err != nil {
+			f.err = err
+		}
+	}
+	out := j.out[:0]
+	f.outPool.Put(&out)
+	return f.err
+}
+
+// Close compresses the rest and writes every frame (an empty input gives
+// one empty frame, so the output is always a valid zstd stream).
+func (f *frameWriter) Close() error {
+	if f.closed {
+		return f.err
+	}
+	f.closed = true
+	if f.err == nil && (len(f.buf) > 0 || !f.wrote) {
+		if f.buf == nil {
+			f.buf = []byte{}
+		}
+		f.submit()
+	}
+	for len(f.pending) > 0 {
+		f.flushOne()
+	}
+	f.enc.Close()
+	return f.err
+}
