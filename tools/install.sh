@@ -50,6 +50,11 @@ fi
 pick cosign && goinstall cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
 pick trivy && goinstall trivy "$TRIVY_VERSION" github.com/aquasecurity/trivy/cmd/trivy \
   CGO_ENABLED=0 GOEXPERIMENT=jsonv2
+# trivy-db (the upstream DB builder) is for `make bench` only: installed when
+# asked for by name, never by a bare tools/install.sh.
+if [ ${#sel[@]} -gt 0 ] && pick trivy-db; then
+  goinstall trivy-db "$TRIVY_DB_VERSION" github.com/aquasecurity/trivy-db/cmd/trivy-db
+fi
 pick staticcheck && goinstall staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
 pick goreleaser && goinstall goreleaser "$GORELEASER_VERSION" github.com/goreleaser/goreleaser/v2
 log "ready in $here/bin"

@@ -63,6 +63,42 @@ func Seeds(dir string) ([]map[string]any, error) {
 	return seeds, nil
 }
 
+// ghsaEcosystems are the OSV ecosystems that the upstream trivy-db
+// builder's GHSA source reads (trivy-db pkg/vulnsrc/ghsa).
+var ghsaEcosystems = map[string]bool{"Go": true, "npm": true, "PyPI": true, "Maven": true, "crates.io": true,
+	"RubyGems": true, "NuGet": true, "Packagist": true, "Hex": true, "Pub": true, "SwiftURL": true}
+
+// GHSAShaped keeps the seeds that the upstream trivy-db builder can read as
+// GitHub advisories (every affected package in an ecosystem its GHSA source
+// maps) and gives each a "database_specific" object (its GHSA transformer
+// requires one), so that one corpus can be built by both stella and
+// `trivy-db build` for the benchmark comparison.
+func GHSAShaped(seeds []map[string]any) []map[string]any {
+	var out []map[string]any
+	for _, s := range seeds {
+		aff, _ := s["affected"].([]any)
+		ok := len(aff) > 0
+		for _, a := range aff {
+			pkg, _ := a.(map[string]any)["package"].(map[string]any)
+			eco, _ := pkg["ecosystem"].(string)
+			ok = ok && ghsaEcosystems[eco]
+		}
+		if !ok {
+			continue
+		}
+		if _, has := s["database_specific"].(map[string]any); !has {
+			m := make(map[string]any, len(s)+1)
+			for k, v := range s {
+				m[k] = v
+			}
+			m["database_specific"] = map[string]any{}
+			s = m
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // Generate writes n advisories to out/<bucket>/<id>.json, 1000 per folder:
 // record i is seed i%len(seeds) with id "<prefix>-<seed id>-<i>". Output is
 // deterministic. Changed, when > 0, marks every changed-th record as edited

@@ -18,8 +18,14 @@ func main() {
 	seeds := flag.String("seeds", "testdata/evidence/osv", "folder of real OSV JSON records to replicate")
 	prefix := flag.String("prefix", "BENCH", "id prefix")
 	changed := flag.Int("changed", 0, "edit every N-th record (0 = none), for a later snapshot")
+	ghsa := flag.Bool("ghsa", false, "only records the upstream trivy-db builder reads as GitHub advisories (for the trivy:db comparison)")
 	flag.Parse()
 	s, err := corpus.Seeds(*seeds)
+	if err == nil && *ghsa {
+		if s = corpus.GHSAShaped(s); len(s) == 0 {
+			err = fmt.Errorf("no GHSA-shaped seeds below %s", *seeds)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gencorpus:", err)
 		os.Exit(2)
