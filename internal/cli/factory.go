@@ -153,7 +153,8 @@ func (f *Factory) Engine(ctx context.Context) (*engine.Engine, error) {
 	ecfg := engine.Config{
 		DataDir: ec.DataDir, Sources: srcs, MaxDocumentBytes: ec.Limits.MaxDocumentBytes,
 		SortBudget: ec.Limits.SortBufferBytes, Workers: ec.Limits.Workers, Version: Version,
-		SourceDateEpoch: sde, Logger: f.Logger(),
+		DistrustFileStat: !ec.Limits.TrustFileStat,
+		SourceDateEpoch:  sde, Logger: f.Logger(),
 		EnableTrivyJavaDB: ec.Profiles.Trivy.EnableJavaDb,
 	}
 	if f.Hooks != nil {

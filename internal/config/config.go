@@ -58,6 +58,10 @@ type Limits struct {
 	MaxDocumentBytes int64 `mapstructure:"MaxDocumentBytes"`
 	SortBufferBytes  int   `mapstructure:"SortBufferBytes"`
 	Workers          int   `mapstructure:"Workers"`
+	// TrustFileStat lets a mirror delta take a file whose status (size,
+	// mtime, ctime, inode) is unchanged since its base read it as unchanged,
+	// without reading it (internal/statcache). false reads every file.
+	TrustFileStat bool `mapstructure:"TrustFileStat"`
 }
 
 // Signing configures bundle signatures.
@@ -122,6 +126,7 @@ var keys = map[string]any{
 	"ExportCenter.Limits.MaxDocumentBytes":     int64(32 << 20),
 	"ExportCenter.Limits.SortBufferBytes":      32 << 20,
 	"ExportCenter.Limits.Workers":              0,
+	"ExportCenter.Limits.TrustFileStat":        true,
 	"ExportCenter.Signing.Key":                 "",
 	"ExportCenter.Retention.Json.Mode":         "count",
 	"ExportCenter.Retention.Json.Value":        10,

@@ -19,6 +19,7 @@ import (
 	"github.com/stellaops/stella/internal/evidence"
 	"github.com/stellaops/stella/internal/extsort"
 	"github.com/stellaops/stella/internal/record"
+	"github.com/stellaops/stella/internal/statcache"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
 )
@@ -30,6 +31,7 @@ const (
 	nsID   = 'A' // kind 0 id 0 source 0 path -> modified
 	nsDoc  = 'B' // source 0 path -> digest
 	nsData = 'C' // stream 0 id 0 source 0 path 0 seq -> line
+	nsStat = 'S' // statcache.Key -> statcache.Record (stat cache runs only)
 )
 
 // rawLine is one line of data/raw/{advisories,vex}: the document's bytes as
@@ -131,11 +133,15 @@ type collected struct {
 	docs     int64
 	bytes    int64
 	newest   time.Time
-	counts   map[string]int64 // per kind and per "kind/source" and "ecosystem/<eco>", selected records only
-	ignored  int64            // documents read but not selected
-	policies []string         // "source/path" of policy snapshots seen
-	lines    atomic.Int64     // data lines emitted (the write phase's total)
-	skip     *skipperCounter  // documents known unchanged (Extension.Begin), or nil
+	counts   map[string]int64  // per kind and per "kind/source" and "ecosystem/<eco>", selected records only
+	ignored  int64             // documents read but not selected
+	policies []string          // "source/path" of policy snapshots seen
+	lines    atomic.Int64      // data lines emitted (the write phase's total)
+	skip     *skipperCounter   // documents known unchanged (Extension.Begin), or nil
+	stats    bool              // record file status for the stat cache (nsStat)
+	start    time.Time         // when reading began (racy stat entries are left out)
+	statOut  *statcache.Writer // where the merge writes the nsStat entries
+	unread   atomic.Int64      // documents taken as unchanged from their status
 }
 
 type progressFn func(phase string, done, total, bytes int64)
@@ -186,7 +192,20 @@ type docJob struct {
 func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.ProfileSpec, sorter *extsort.Sorter,
 	progress progressFn) (*collected, error) {
 	sel := newSelection(spec, run.Selectors)
-	c := &collected{sorter: sorter, counts: map[string]int64{}, skip: skipperFrom(ctx)}
+	c := &collected{sorter: sorter, counts: map[string]int64{}, skip: skipperFrom(ctx), start: time.Now()}
+	var unchanged func(source, path string, st statcache.Stat) (string, bool)
+	if sc := statCacheFrom(ctx); sc != nil && sorter != nil {
+		c.stats = sc.record
+		if sc.base != nil && c.skip != nil {
+			unchanged = func(source, path string, st statcache.Stat) (string, bool) {
+				d, ok := sc.base.Lookup(source, path, st)
+				if !ok || !c.skip.skip(source, path, d) {
+					return "", false
+				}
+				return d, true
+			}
+		}
+	}
 	// The progress total is counted beside the read (a second listing of
 	// the folders); until it is known, progress shows no total.
 	var total atomic.Int64
@@ -236,7 +255,7 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 	var walkErr error
 	for _, s := range run.Sources {
 		src := evidence.Source{Name: s.Name, Path: s.Path, Exclude: e.excludeOf(s.Name)}
-		walkErr = evidence.Walk(ctx, src, evidence.Options{MaxDocumentBytes: e.cfg.MaxDocumentBytes, Readers: workers}, func(doc record.Document, err error) error {
+		walkErr = evidence.Walk(ctx, src, evidence.Options{MaxDocumentBytes: e.cfg.MaxDocumentBytes, Readers: workers, Unchanged: unchanged}, func(doc record.Document, err error) error {
 			select {
 			case jobs <- docJob{doc: doc, err: err}:
 				return nil
@@ -313,6 +332,20 @@ func (e *Engine) handleDoc(j docJob, run exportapi.Run, sel selection, c *collec
 		if err := c.sorter.Add(key(nsDoc, doc.Source, doc.Path), []byte(doc.Digest)); err != nil {
 			return err
 		}
+	}
+	if c.stats && doc.HasStat && !statcache.Racy(doc.Stat, c.start) {
+		rec, err := statcache.Record(doc.Stat, doc.Digest)
+		if err != nil {
+			return err
+		}
+		k := statcache.KeyOf(doc.Source, doc.Path)
+		if err := c.sorter.Add(append([]byte{nsStat}, k[:]...), rec); err != nil {
+			return err
+		}
+	}
+	if doc.Unchanged {
+		c.unread.Add(1)
+		return nil // unchanged since the base (its status said so): the skipper has counted it
 	}
 	if c.skip.skip(doc.Source, doc.Path, doc.Digest) {
 		return nil // known unchanged (delta base): not parsed, not re-exported

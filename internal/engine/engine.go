@@ -39,6 +39,9 @@ type Config struct {
 	// EnableTrivyJavaDB is ExportCenter.Profiles.Trivy.EnableJavaDb: without
 	// it, trivy:java-db runs are refused at submit.
 	EnableTrivyJavaDB bool
+	// DistrustFileStat turns the stat cache off (ExportCenter.Limits.
+	// TrustFileStat=false): every document of a delta is read and hashed.
+	DistrustFileStat bool
 }
 
 // Hooks are optional stages; nil ones are skipped.

@@ -15,6 +15,7 @@ import (
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/canon"
 	"github.com/stellaops/stella/internal/extsort"
+	"github.com/stellaops/stella/internal/statcache"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
 )
@@ -200,10 +201,21 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	if err != nil {
 		return nil, nil, "", err
 	}
+	cctx, sc := e.openStatCache(cctx, run, prof)
+	var statOut *statcache.Writer
+	statPartial := filepath.Join(dir, statCacheName+".partial")
+	if sc != nil {
+		defer sc.base.Close()
+		if statOut, err = statcache.Create(statPartial); err != nil {
+			return nil, nil, "", xerr.Wrap(xerr.Internal, err, "create %s", statPartial)
+		}
+		defer func() { statOut.Close(); os.Remove(statPartial) }() // renamed into place when the run succeeds
+	}
 	c, err := e.collect(cctx, run, prof.Spec, sorter, progress)
 	if err != nil {
 		return nil, nil, "", err
 	}
+	c.statOut = statOut
 	stage, err := bundle.NewStage(tmp)
 	if err != nil {
 		return nil, nil, "", xerr.Wrap(xerr.Internal, err, "stage")
@@ -290,9 +302,19 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 		}
 	}
 	counts := map[string]int64{"documents": c.docs, "records": res.records, "skipped": int64(len(res.skipped))}
+	if n := c.unread.Load(); n > 0 {
+		counts["documentsUnread"] = n // unchanged since the base by their file status (stat cache)
+	}
 	for _, ce := range m.Contents {
 		if k := countName(ce.Path); k != "" {
 			counts[k] += ce.Records
+		}
+	}
+	if statOut != nil {
+		// The stat cache for the next run of the chain. Not part of the
+		// bundle; a run without one reads every document.
+		if err := statOut.Close(); err == nil {
+			os.Rename(statPartial, filepath.Join(dir, statCacheName))
 		}
 	}
 	progress("done", 1, 1, size)

@@ -2,7 +2,10 @@ package engine
 
 import (
 	"context"
+	"path/filepath"
 	"sync/atomic"
+
+	"github.com/stellaops/stella/internal/statcache"
 
 	"github.com/stellaops/stella/internal/ledger"
 	"github.com/stellaops/stella/pkg/exportapi"
@@ -20,6 +23,12 @@ type Extension struct {
 	// returns is handed to the adapter factory as AdapterContext.State; when
 	// it implements DocSkipper, the read stage asks it about every document.
 	Begin func(ctx context.Context, bc BeginContext) (any, error)
+	// StatCache makes runs of the kind:variant record the file status of
+	// the documents they read (internal/statcache), and runs with a base
+	// (run.BaseRunID) take a document whose status is unchanged since the
+	// base read it as unchanged, when the Begin state (a DocSkipper) also
+	// knows its digest — without reading it.
+	StatCache bool
 }
 
 // PrepareContext is what Extension.Prepare gets.
@@ -98,6 +107,41 @@ func (e *Engine) begin(ctx context.Context, run exportapi.Run, prof exportapi.Pr
 		return st, context.WithValue(ctx, skipperKey{}, sc), sc, nil
 	}
 	return st, ctx, nil, nil
+}
+
+// statCacheState is a run's use of the stat cache: whether it records one,
+// and its base's (nil when the base has none).
+type statCacheState struct {
+	record bool
+	base   *statcache.Cache
+}
+
+type statCacheKey struct{}
+
+func statCacheFrom(ctx context.Context) *statCacheState {
+	sc, _ := ctx.Value(statCacheKey{}).(*statCacheState)
+	return sc
+}
+
+// statCacheName is the stat cache file in a run's directory.
+const statCacheName = ".statcache"
+
+// openStatCache decides a run's stat cache use and opens its base's cache.
+func (e *Engine) openStatCache(ctx context.Context, run exportapi.Run, prof exportapi.Profile) (context.Context, *statCacheState) {
+	x, ok := extensions[prof.Spec.Kind+":"+prof.Spec.Variant]
+	if !ok || !x.StatCache || !statcache.Supported || e.cfg.DistrustFileStat {
+		return ctx, nil
+	}
+	sc := &statCacheState{record: true}
+	if run.BaseRunID != "" {
+		c, err := statcache.Open(filepath.Join(e.RunDir(run.BaseRunID), statCacheName))
+		if err != nil {
+			e.log.Warn("run.statcache_unreadable", "runId", run.ID, "base", run.BaseRunID, "err", err.Error())
+		} else {
+			sc.base = c
+		}
+	}
+	return context.WithValue(ctx, statCacheKey{}, sc), sc
 }
 
 func skipperFrom(ctx context.Context) *skipperCounter {

@@ -284,6 +284,10 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 				return origin.RecordOrigin(stream, string(f[1]), string(f[2]), string(f[3]), string(f[4]), v)
 			}
 			return ad.Record(stream, string(f[1]), v)
+		case nsStat:
+			if c.statOut != nil {
+				return c.statOut.Add(k[1:], v)
+			}
 		}
 		return nil
 	})

@@ -14,6 +14,8 @@
 package evidence
 
 import (
+	"github.com/stellaops/stella/internal/statcache"
+
 	"fmt"
 	"path"
 	"strings"
@@ -36,6 +38,12 @@ type Options struct {
 	// always read by one goroutine. Which documents are passed does not
 	// change, only their order.
 	Readers int
+	// Unchanged, when set, is asked about every document of a folder
+	// source before it is opened, with the file's status (Linux and macOS):
+	// when it returns ok, the document is passed with that digest, Raw nil
+	// and Unchanged set, without being read. (The engine answers from the
+	// stat cache of a chain's previous run: internal/statcache.)
+	Unchanged func(source, path string, st statcache.Stat) (digest string, ok bool)
 }
 
 func (o Options) maxBytes() int64 {

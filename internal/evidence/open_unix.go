@@ -14,6 +14,7 @@ import (
 type regularFile struct {
 	fd   int
 	size int64
+	st   syscall.Stat_t
 }
 
 // openRegular opens p for reading; a file that is not a regular file (a
@@ -46,7 +47,7 @@ func openRegular(p string) (*regularFile, error) {
 		syscall.Close(fd)
 		return nil, notRegular(unixType(t))
 	}
-	return &regularFile{fd: fd, size: st.Size}, nil
+	return &regularFile{fd: fd, size: st.Size, st: st}, nil
 }
 
 func unixType(t uint32) fs.FileMode {

@@ -21,6 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/stellaops/stella/internal/record"
+	"github.com/stellaops/stella/internal/statcache"
 	"github.com/stellaops/stella/internal/xerr"
 )
 
@@ -91,7 +92,7 @@ func Walk(ctx context.Context, src Source, opts Options, fn func(doc record.Docu
 		return xerr.New(xerr.InvalidInput, "evidence source %q: %v", src.Name, err).
 			WithHint("exclude patterns are slash paths relative to the source root; each segment uses path.Match syntax (*, ?, [a-z]) and ** matches any number of folders")
 	}
-	w := &walker{ctx: ctx, src: src, limit: opts.maxBytes(), ex: ex, fn: fn, readers: opts.Readers}
+	w := &walker{ctx: ctx, src: src, limit: opts.maxBytes(), ex: ex, fn: fn, readers: opts.Readers, unchanged: opts.Unchanged}
 	fi, err := os.Stat(src.Path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -117,12 +118,13 @@ func Walk(ctx context.Context, src Source, opts Options, fn func(doc record.Docu
 }
 
 type walker struct {
-	ctx     context.Context
-	src     Source
-	limit   int64
-	ex      *excluder
-	fn      func(record.Document, error) error
-	readers int
+	ctx       context.Context
+	src       Source
+	limit     int64
+	ex        *excluder
+	fn        func(record.Document, error) error
+	readers   int
+	unchanged func(source, path string, st statcache.Stat) (string, bool)
 }
 
 func (w *walker) sourceErr(format string, args ...any) *xerr.Error {
@@ -144,11 +146,15 @@ func (w *walker) docErr(rel, digest, format string, args ...any) error {
 
 // emit checks raw bytes and hands the document to fn.
 func (w *walker) emit(rel string, raw []byte) error {
+	return w.emitStat(rel, raw, statcache.Stat{}, false)
+}
+
+func (w *walker) emitStat(rel string, raw []byte, st statcache.Stat, hasStat bool) error {
 	digest := record.Digest(raw)
 	if reason := encodingProblem(raw); reason != "" {
 		return w.docErr(rel, digest, "%s", reason)
 	}
-	return w.fn(record.Document{Source: w.src.Name, Path: rel, Digest: digest, Raw: raw}, nil)
+	return w.fn(record.Document{Source: w.src.Name, Path: rel, Digest: digest, Raw: raw, Stat: st, HasStat: hasStat}, nil)
 }
 
 func (w *walker) tooBig(rel string, size int64) error {
@@ -160,6 +166,11 @@ func (w *walker) tooBig(rel string, size int64) error {
 
 // read reads one document of declared size (or -1) from r and emits it.
 func (w *walker) read(rel string, r io.Reader, size int64) error {
+	return w.readStat(rel, r, size, statcache.Stat{}, false)
+}
+
+// readStat is read for a file whose status is known.
+func (w *walker) readStat(rel string, r io.Reader, size int64, st statcache.Stat, hasStat bool) error {
 	if size > w.limit {
 		return w.tooBig(rel, size)
 	}
@@ -170,7 +181,7 @@ func (w *walker) read(rel string, r io.Reader, size int64) error {
 	if big {
 		return w.tooBig(rel, -1)
 	}
-	return w.emit(rel, raw)
+	return w.emitStat(rel, raw, st, hasStat)
 }
 
 // walkDir reads a folder source: with Readers > 1 the files are read by a
@@ -269,6 +280,13 @@ func (w *walker) listDir(read func(p, rel string) error) error {
 }
 
 func (w *walker) readFile(p, rel string) error {
+	if w.unchanged != nil {
+		if st, ok := lstatRegular(p); ok {
+			if digest, ok := w.unchanged(w.src.Name, rel, st); ok {
+				return w.fn(record.Document{Source: w.src.Name, Path: rel, Digest: digest, Stat: st, HasStat: true, Unchanged: true}, nil)
+			}
+		}
+	}
 	f, err := openRegular(p)
 	if err != nil {
 		var nr notRegular
@@ -278,7 +296,8 @@ func (w *walker) readFile(p, rel string) error {
 		return w.docErr(rel, "", "unreadable: %v", unwrapPathErr(err))
 	}
 	defer f.Close()
-	return w.read(rel, f, f.size)
+	st, hasStat := f.stat()
+	return w.readStat(rel, f, f.size, st, hasStat)
 }
 
 // notRegular is the error of openRegular for a file that is not a regular

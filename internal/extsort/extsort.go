@@ -127,8 +127,16 @@ func (s *Sorter) cut() ([]pair, [][]byte, *os.File, error) {
 // Pairs is the number of pairs added.
 func (s *Sorter) Pairs() int64 { return s.pairs }
 
+// sortPairs orders pairs by key, and pairs with equal keys by value, so
+// that the order never depends on the order of Add calls (which concurrent
+// callers do not fix); pdqsort, much faster than a stable sort.
 func sortPairs(buf []pair) {
-	slices.SortStableFunc(buf, func(a, b pair) int { return bytes.Compare(a.k, b.k) })
+	slices.SortFunc(buf, func(a, b pair) int {
+		if c := bytes.Compare(a.k, b.k); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.v, b.v)
+	})
 }
 
 // writeRun sorts buf and writes it to f, S2-compressed (JSON records shrink
@@ -158,8 +166,8 @@ func writeRun(f *os.File, buf []pair) error {
 	return nil
 }
 
-// Merge calls fn for every pair in key order (pairs with equal keys in the
-// order they were added when they stayed in one run). The slices passed to
+// Merge calls fn for every pair in key order, pairs with equal keys in
+// value order: the order depends only on the pairs added. The slices passed to
 // fn are valid only during the call. Merge removes the run files.
 func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 	s.mu.Lock()
@@ -387,6 +395,9 @@ type mergeHeap []*runReader
 func (h mergeHeap) Len() int { return len(h) }
 func (h mergeHeap) Less(i, j int) bool {
 	if c := bytes.Compare(h[i].k, h[j].k); c != 0 {
+		return c < 0
+	}
+	if c := bytes.Compare(h[i].v, h[j].v); c != 0 {
 		return c < 0
 	}
 	return h[i].idx < h[j].idx

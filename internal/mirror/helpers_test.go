@@ -56,7 +56,9 @@ func sources(dir string, names ...string) []exportapi.SourceSpec {
 	return out
 }
 
-func newEngine(dir string) (*engine.Engine, error) {
+func newEngine(dir string) (*engine.Engine, error) { return newEngineWith(dir, nil) }
+
+func newEngineWith(dir string, edit func(*engine.Config)) (*engine.Engine, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -64,8 +66,12 @@ func newEngine(dir string) (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return engine.New(engine.Config{DataDir: dir, Version: "test", SortBudget: 256 << 10, // small: the sorts spill
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, led), nil
+	cfg := engine.Config{DataDir: dir, Version: "test", SortBudget: 256 << 10, // small: the sorts spill
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	return engine.New(cfg, led), nil
 }
 
 func runEngine(e *engine.Engine, req engine.SubmitRequest) (exportapi.Run, error) {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -21,7 +22,9 @@ import (
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/engine"
 	"github.com/stellaops/stella/internal/mirror"
+	"github.com/stellaops/stella/internal/statcache"
 	"github.com/stellaops/stella/internal/xerr"
+	"github.com/stellaops/stella/pkg/exportapi"
 )
 
 // Round trip on the real two-snapshot data: full(t0) then delta(t0->t1)
@@ -688,4 +691,153 @@ func TestNoChangeDelta(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "m")
 	applyOK(t, target, mirror.ApplyOptions{}, f.full0, f.delta01, archiveOf(r))
 	sameAsFull(t, target, f.full1)
+}
+
+// A delta over a source folder updated in place takes the documents whose
+// file status is unchanged since the full run as unchanged without reading
+// them (the stat cache), finds every edited one — also an edit that keeps
+// the size and puts the old modification time back, which only the change
+// time (ctime) betrays — and writes the same bytes as a delta that reads
+// every document.
+func TestDeltaStatCache(t *testing.T) {
+	old := statcache.RacyWindow
+	statcache.RacyWindow = 0 // the test's files are seconds old, not hours
+	defer func() { statcache.RacyWindow = old }()
+	work := filepath.Join(t.TempDir(), "work")
+	if err := copyDir(repoPath("testdata/mirror/t0"), work); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	trusting, err := newEngine(filepath.Join(t.TempDir(), "trust"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reading, err := newEngineWith(filepath.Join(t.TempDir(), "read"), func(c *engine.Config) { c.DistrustFileStat = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(p string) engine.SubmitRequest {
+		return engine.SubmitRequest{Profile: p, Sources: sources(work), SkipInvalid: true}
+	}
+	for _, e := range []*engine.Engine{trusting, reading} {
+		if _, err := runEngine(e, req("mirror:full")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Update the folder in place to t1: only the files that differ are
+	// written (some in place, some replaced), removed ones are deleted.
+	changed, removed := syncTree(t, repoPath("testdata/mirror/t1"), work)
+	if changed == 0 || removed == 0 {
+		t.Fatal("t0 and t1 do not differ")
+	}
+	// The sneaky edit: same size, old mtime put back.
+	sneaky := sneakyEdit(t, work)
+	time.Sleep(10 * time.Millisecond)
+	var runs [2]exportapi.Run
+	for i, e := range []*engine.Engine{trusting, reading} {
+		if runs[i], err = runEngine(e, req("mirror:delta")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := os.ReadFile(archiveOf(runs[0]))
+	b, _ := os.ReadFile(archiveOf(runs[1]))
+	if !bytes.Equal(a, b) {
+		t.Fatal("the delta built with the stat cache differs from the one that read every document")
+	}
+	unread := runs[0].Counts["documentsUnread"]
+	if unread == 0 || runs[1].Counts["documentsUnread"] != 0 {
+		t.Fatalf("documentsUnread: stat cache %d, reading %d", unread, runs[1].Counts["documentsUnread"])
+	}
+	if unread+int64(changed)+1 > runs[0].Counts["documents"] {
+		t.Fatalf("%d documents unread of %d, with %d written and one sneaky edit", unread, runs[0].Counts["documents"], changed)
+	}
+	m := bundle.Verify(archiveOf(runs[0]), bundle.VerifyOptions{}).Manifest
+	if m == nil || m.Delta == nil || !slices.ContainsFunc(m.Delta.Changed, func(id string) bool { return strings.Contains(id, sneaky) }) {
+		t.Fatalf("the sneaky edit of %s is not in delta.changed", sneaky)
+	}
+}
+
+// syncTree makes dst hold src's files: differing files written (every
+// other one in place, the others through a new file renamed over), missing
+// ones added, extra ones removed. It returns how many files it wrote and
+// how many it removed.
+func syncTree(t *testing.T, src, dst string) (written, removed int) {
+	t.Helper()
+	n := 0
+	want := map[string]bool{}
+	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		want[rel] = true
+		b, _ := os.ReadFile(p)
+		out := filepath.Join(dst, rel)
+		if cur, err := os.ReadFile(out); err == nil && bytes.Equal(cur, b) {
+			return nil
+		}
+		os.MkdirAll(filepath.Dir(out), 0o755)
+		if n%2 == 0 {
+			os.WriteFile(out, b, 0o644)
+		} else {
+			os.WriteFile(out+".new", b, 0o644)
+			os.Rename(out+".new", out)
+		}
+		n++
+		return nil
+	})
+	filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dst, p)
+		if !want[rel] {
+			os.Remove(p)
+			removed++
+		}
+		return nil
+	})
+	return n, removed
+}
+
+// sneakyEdit changes one OSV advisory in place without changing its size,
+// then puts its modification time back; it returns the advisory's id.
+func sneakyEdit(t *testing.T, root string) string {
+	t.Helper()
+	var path, id string
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if path != "" || err != nil || d.IsDir() || !strings.HasSuffix(p, ".json") {
+			return err
+		}
+		var doc struct {
+			ID      string `json:"id"`
+			Summary string `json:"summary"`
+		}
+		if b, _ := os.ReadFile(p); json.Unmarshal(b, &doc) == nil && doc.ID != "" && len(doc.Summary) > 3 {
+			path, id = p, doc.ID
+		}
+		return nil
+	})
+	if path == "" {
+		t.Fatal("no advisory with a summary to edit")
+	}
+	fi, _ := os.Stat(path)
+	b, _ := os.ReadFile(path)
+	i := bytes.Index(b, []byte(`"summary"`))
+	j := bytes.IndexByte(b[i+len(`"summary"`):], '"') + i + len(`"summary"`) + 1
+	if b[j] == 'X' {
+		b[j] = 'Y'
+	} else {
+		b[j] = 'X'
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if fi2, _ := os.Stat(path); fi2.Size() != fi.Size() || !fi2.ModTime().Equal(fi.ModTime()) {
+		t.Fatal("the sneaky edit changed size or mtime")
+	}
+	return id
 }

@@ -10,6 +10,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
+
+	"github.com/stellaops/stella/internal/statcache"
 )
 
 // Kind is the kind of an evidence document.
@@ -45,6 +47,13 @@ type Document struct {
 	Path   string // slash-separated path relative to the source root (never a host path)
 	Digest string // "sha256:<hex>" of Raw
 	Raw    []byte
+	// Stat is the file's status when it was read (HasStat: folder sources
+	// on Linux and macOS), for the stat cache of the next run of a chain.
+	Stat    statcache.Stat
+	HasStat bool
+	// Unchanged is set (and Raw is nil) when the walker took the document
+	// as unchanged from its status (evidence.Options.Unchanged).
+	Unchanged bool
 }
 
 // Digest returns "sha256:<hex>" of b.

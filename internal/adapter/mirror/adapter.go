@@ -23,7 +23,7 @@ import (
 func init() {
 	for _, v := range []string{"full", "delta"} {
 		engine.RegisterAdapter("mirror:"+v, newAdapter)
-		engine.RegisterExtension("mirror:"+v, engine.Extension{Prepare: prepare, Begin: begin})
+		engine.RegisterExtension("mirror:"+v, engine.Extension{Prepare: prepare, Begin: begin, StatCache: true})
 	}
 }
 

@@ -1,0 +1,104 @@
+package statcache
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestWriteOpenLookup(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c")
+	type doc struct{ source, path, digest string }
+	docs := []doc{
+		{"ghsa", "a.json", "sha256:" + string(bytes.Repeat([]byte("ab"), 32))},
+		{"ghsa", "b.json", "sha256:" + string(bytes.Repeat([]byte("cd"), 32))},
+		{"osv", "a.json", "sha256:" + string(bytes.Repeat([]byte("ef"), 32))},
+	}
+	st := func(i int) Stat {
+		return Stat{Size: int64(100 + i), ModNs: 1e18 + int64(i), ChangNs: 2e18 + int64(i), Ino: uint64(7 + i), Dev: 3}
+	}
+	slices.SortFunc(docs, func(a, b doc) int {
+		ka, kb := KeyOf(a.source, a.path), KeyOf(b.source, b.path)
+		return bytes.Compare(ka[:], kb[:])
+	})
+	w, err := Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range docs {
+		rec, err := Record(st(i), d.digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := KeyOf(d.source, d.path)
+		if err := w.Add(k[:], rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(p)
+	if err != nil || c.Len() != len(docs) {
+		t.Fatalf("open: %v, %d entries", err, c.Len())
+	}
+	defer c.Close()
+	for i, d := range docs {
+		if got, ok := c.Lookup(d.source, d.path, st(i)); !ok || got != d.digest {
+			t.Fatalf("%s/%s: got %q %v", d.source, d.path, got, ok)
+		}
+		for _, change := range []func(*Stat){
+			func(s *Stat) { s.Size++ }, func(s *Stat) { s.ModNs++ }, func(s *Stat) { s.ChangNs++ },
+			func(s *Stat) { s.Ino++ }, func(s *Stat) { s.Dev++ },
+		} {
+			s := st(i)
+			change(&s)
+			if _, ok := c.Lookup(d.source, d.path, s); ok {
+				t.Fatalf("%s/%s: a changed status %+v still matched", d.source, d.path, s)
+			}
+		}
+	}
+	if _, ok := c.Lookup("ghsa", "missing.json", st(0)); ok {
+		t.Fatal("an unknown document matched")
+	}
+	// Out of order entries are refused; a truncated file is not opened.
+	w2, _ := Create(filepath.Join(dir, "bad"))
+	rec, _ := Record(st(0), docs[0].digest)
+	k0, k1 := KeyOf(docs[0].source, docs[0].path), KeyOf(docs[1].source, docs[1].path)
+	w2.Add(k1[:], rec)
+	if err := w2.Add(k0[:], rec); err == nil {
+		t.Fatal("out-of-order entries accepted")
+	}
+	w2.Close()
+	b, _ := os.ReadFile(p)
+	os.WriteFile(filepath.Join(dir, "trunc"), b[:len(b)-5], 0o644)
+	if _, err := Open(filepath.Join(dir, "trunc")); err == nil {
+		t.Fatal("a truncated cache opened")
+	}
+	if c, err := Open(filepath.Join(dir, "none")); c != nil || err != nil {
+		t.Fatalf("a missing cache: %v %v", c, err)
+	}
+	if _, err := Record(st(0), "md5:abc"); err == nil {
+		t.Fatal("a non-sha256 digest was recorded")
+	}
+}
+
+func TestRacy(t *testing.T) {
+	start := time.Unix(1000, 0)
+	old := Stat{ModNs: start.Add(-time.Hour).UnixNano(), ChangNs: start.Add(-time.Hour).UnixNano()}
+	if Racy(old, start) {
+		t.Fatal("an hour-old file is racy")
+	}
+	for _, s := range []Stat{
+		{ModNs: old.ModNs, ChangNs: start.Add(-time.Second).UnixNano()}, // changed just before the run
+		{ModNs: start.UnixNano(), ChangNs: old.ChangNs},
+	} {
+		if !Racy(s, start) {
+			t.Fatalf("%+v is not racy", s)
+		}
+	}
+}
