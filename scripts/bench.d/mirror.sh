@@ -10,23 +10,31 @@ if [ ! -f "$mirror_changed/.done" ]; then
   touch "$mirror_changed/.done"
 fi
 tar -cf - -C "$mirror_changed" . | cat >/dev/null   # (through cat: GNU tar skips reading files for /dev/null)
+# The chain's source folder is updated in place between the full build and
+# the delta, as a feed sync does: a working copy of the corpus (hard links,
+# so no data is copied) whose changed records are rewritten (new files
+# renamed over the old) after the full build.
+mirror_work="$work/mirror-work-$n"
+rm -rf "$mirror_work"; cp -al "$corpus" "$mirror_work"; rm -f "$mirror_work/.done"
+sleep 2.5 # files changed within 2 s of a run's start are always re-read (racily clean)
 mirror_data="$work/mirror-$n"
 mirror_target="$work/mirror-target-$n"
 rm -rf "$mirror_data" "$mirror_target"
 # Bundles expire 30 days after generatedAt; date them now so apply accepts them.
 mirror_sde=$(date +%s)
 
-read -r s rss < <(best 'rm -rf "$mirror_data"' env SOURCE_DATE_EPOCH="$mirror_sde" "$bin" export --data-dir "$mirror_data" run submit --profile mirror:full --source bench="$corpus")
+read -r s rss < <(best 'rm -rf "$mirror_data"' env SOURCE_DATE_EPOCH="$mirror_sde" "$bin" export --data-dir "$mirror_data" run submit --profile mirror:full --source bench="$mirror_work")
 row "stella mirror:full ($n)" "$n" "$s" "$bytes" "$rss"
 mirror_full_s=$s
 mirror_full=$(ls "$mirror_data"/runs/*/mirror-*-full-*.tar.zst)
 awk -v a="$s" -v b="$base" -v bs="$(stat -c %s "$mirror_full")" -v zs="$(stat -c %s "$work/baseline.tar.zst")" 'BEGIN{
   printf "  mirror:full / tar|zstd time: %.2fx   bundle %.1f MB vs tar|zstd %.1f MB\n", a/b, bs/1e6, zs/1e6 }'
 
+go run ./tools/gencorpus -n "$n" -changed 100 -only-changed -out "$mirror_work" >/dev/null
 # Every delta run starts from the ledger as the full build left it (so its
 # base is the full bundle, not the previous delta).
 rm -rf "$mirror_data.base"; cp -a "$mirror_data" "$mirror_data.base"
-read -r s rss < <(best 'rm -rf "$mirror_data"; cp -a "$mirror_data.base" "$mirror_data"' env SOURCE_DATE_EPOCH="$mirror_sde" "$bin" export --data-dir "$mirror_data" run submit --profile mirror:delta --source bench="$mirror_changed")
+read -r s rss < <(best 'rm -rf "$mirror_data"; cp -a "$mirror_data.base" "$mirror_data"' env SOURCE_DATE_EPOCH="$mirror_sde" "$bin" export --data-dir "$mirror_data" run submit --profile mirror:delta --source bench="$mirror_work")
 row "stella mirror:delta 1% ($n)" "$n" "$s" "$bytes" "$rss"
 mirror_delta=$(ls "$mirror_data"/runs/*/mirror-*-delta-*.tar.zst)
 awk -v f="$mirror_full_s" -v d="$s" -v fs="$(stat -c %s "$mirror_full")" -v ds="$(stat -c %s "$mirror_delta")" 'BEGIN{
@@ -47,4 +55,4 @@ awk -v a="$mirror_verify_s" -v b="$s" 'BEGIN{ printf "  mirror verify / (zstd -d
 
 read -r s rss < <(best : env SOURCE_DATE_EPOCH="$mirror_sde" "$bin" export --data-dir "$mirror_data" run submit --profile json:raw --source mirror="$mirror_target")
 row "stella json:raw from target ($n)" "$n" "$s" "$bytes" "$rss"
-rm -rf "$mirror_target" "$mirror_target.full" "$mirror_data.base"
+rm -rf "$mirror_target" "$mirror_target.full" "$mirror_data.base" "$mirror_work"
