@@ -259,6 +259,13 @@ func Apply(ctx context.Context, opt ApplyOptions) (res *ApplyResult, err error) 
 		return nil, xerr.Wrap(xerr.Internal, err, "sync")
 	}
 	final := filepath.Join(target, gen)
+	if gen == st.previous {
+		// A rollback to the state of the generation before the current one
+		// (kept for readers of the last swap): the new one takes its name.
+		if err := os.RemoveAll(final); err != nil {
+			return nil, xerr.Wrap(xerr.Internal, err, "replace %s", final)
+		}
+	}
 	if err := os.Rename(cur, final); err != nil {
 		return nil, xerr.Wrap(xerr.Internal, err, "move the new generation into place")
 	}

@@ -265,6 +265,15 @@ func TestApplyIdempotentAndRollback(t *testing.T) {
 	// And forward again.
 	applyOK(t, target, mirror.ApplyOptions{}, f.delta01, f.delta12)
 	sameAsFull(t, target, f.full2)
+	// A rollback to the state of the generation kept beside the current one
+	// for its readers (its folder has the new generation's name).
+	two := filepath.Join(t.TempDir(), "two")
+	applyOK(t, two, mirror.ApplyOptions{}, f.full0)
+	applyOK(t, two, mirror.ApplyOptions{}, f.delta01)
+	applyOK(t, two, mirror.ApplyOptions{AllowRollback: true}, f.full0)
+	sameAsFull(t, two, f.full0)
+	applyOK(t, two, mirror.ApplyOptions{}, f.delta01)
+	sameAsFull(t, two, f.full1)
 }
 
 // Every tamper case fails apply and leaves the target untouched.
