@@ -214,6 +214,7 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	var f [5][]byte
 	var prevID []byte // kind 0 id 0 source 0 path of the last id kept
 	var stream string // the current data stream (one string per stream)
+	var source string // the current source, likewise
 	err := c.sorter.Merge(func(k, v []byte) error {
 		switch k[0] {
 		case nsID:
@@ -281,7 +282,14 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 				stream = string(f[0])
 			}
 			if origin != nil {
-				return origin.RecordOrigin(stream, string(f[1]), string(f[2]), string(f[3]), string(f[4]), v)
+				if string(f[2]) != source {
+					source = string(f[2])
+				}
+				seq := firstSeq
+				if string(f[4]) != firstSeq {
+					seq = string(f[4])
+				}
+				return origin.RecordOrigin(stream, string(f[1]), source, string(f[3]), seq, v)
 			}
 			return ad.Record(stream, string(f[1]), v)
 		case nsStat:
@@ -319,6 +327,9 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	sortSkipped(res.skipped)
 	return res, nil
 }
+
+// firstSeq is the sequence number of a document's first (usually only) record.
+const firstSeq = "00000000"
 
 func checkPolicy(spec exportapi.ProfileSpec, n int) error {
 	if n > 1 {

@@ -186,7 +186,9 @@ func (a *adapter) RecordOrigin(stream, id, source, path, seq string, line []byte
 	codec := a.ac.Codec
 	switch {
 	case strings.HasPrefix(stream, "normalized/advisories/"):
-		if bytes.Contains(line, withdrawnKey) {
+		// "withdrawn" is the last member of a normalised advisory (keys are
+		// sorted) and its value a time: look at the line's end only.
+		if bytes.Contains(line[max(0, len(line)-80):], withdrawnKey) {
 			if err := a.addIndex(mirror.KindAdvisory, id, partWithdrawn, nil); err != nil {
 				return err
 			}
