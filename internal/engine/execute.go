@@ -277,7 +277,7 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 		name = an.ArchiveName(m)
 	}
 	dst := filepath.Join(dir, name)
-	sum, size, err := stage.WriteArchiveFile(dst, bundle.ArchiveOptions{Root: root, Codec: bundle.Zstd, Level: 3})
+	sum, size, err := stage.WriteArchiveFile(dst, bundle.ArchiveOptions{Root: root, Codec: bundle.Zstd, Level: 1})
 	if err != nil {
 		return nil, nil, "", xerr.Wrap(xerr.Internal, err, "write %s", dst)
 	}

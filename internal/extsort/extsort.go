@@ -139,31 +139,64 @@ func sortPairs(buf []pair) {
 	})
 }
 
-// writeRun sorts buf and writes it to f, S2-compressed (JSON records shrink
-// several times, so the run files cost a fraction of the I/O), and closes f.
-func writeRun(f *os.File, buf []pair) error {
-	sortPairs(buf)
-	z := s2.NewWriter(f, s2.WriterConcurrency(1), s2.WriterBlockSize(1<<20))
-	w := bufio.NewWriterSize(z, 256<<10)
-	var hdr [2 * binary.MaxVarintLen64]byte
-	for _, p := range buf {
-		n := binary.PutUvarint(hdr[:], uint64(len(p.k)))
-		n += binary.PutUvarint(hdr[n:], uint64(len(p.v)))
-		w.Write(hdr[:n])
-		w.Write(p.k)
-		w.Write(p.v)
-	}
-	err := w.Flush()
+// runBlock is the S2 block size of run files: it bounds the memory each
+// run's reader needs during a merge.
+const runBlock = 256 << 10
+
+// maxFanIn is the most runs merged at once: with more, runs are first
+// merged into bigger ones, so that merge memory (a reader and two batches per
+// run) does not grow with the number of pairs.
+const maxFanIn = 32
+
+// runWriter writes one run file: pairs in order, S2-compressed (JSON
+// records shrink several times, so the run files cost a fraction of the I/O).
+type runWriter struct {
+	f   *os.File
+	z   *s2.Writer
+	w   *bufio.Writer
+	hdr [2 * binary.MaxVarintLen64]byte
+}
+
+func newRunWriter(f *os.File) *runWriter {
+	z := s2.NewWriter(f, s2.WriterConcurrency(1), s2.WriterBlockSize(runBlock))
+	return &runWriter{f: f, z: z, w: bufio.NewWriterSize(z, 64<<10)}
+}
+
+func (rw *runWriter) add(k, v []byte) error {
+	n := binary.PutUvarint(rw.hdr[:], uint64(len(k)))
+	n += binary.PutUvarint(rw.hdr[n:], uint64(len(v)))
+	rw.w.Write(rw.hdr[:n])
+	rw.w.Write(k)
+	_, err := rw.w.Write(v)
+	return err
+}
+
+// close finishes and closes the file.
+func (rw *runWriter) close() error {
+	err := rw.w.Flush()
 	if err == nil {
-		err = z.Close()
+		err = rw.z.Close()
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := rw.f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("extsort: spill to %s: %w", f.Name(), err)
+		return fmt.Errorf("extsort: spill to %s: %w", rw.f.Name(), err)
 	}
 	return nil
+}
+
+// writeRun sorts buf and writes it to f as a run, and closes f.
+func writeRun(f *os.File, buf []pair) error {
+	sortPairs(buf)
+	rw := newRunWriter(f)
+	for _, p := range buf {
+		if err := rw.add(p.k, p.v); err != nil {
+			rw.close()
+			return fmt.Errorf("extsort: spill to %s: %w", f.Name(), err)
+		}
+	}
+	return rw.close()
 }
 
 // Merge calls fn for every pair in key order, pairs with equal keys in
@@ -188,14 +221,45 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 		}
 		return nil
 	}
+	// Bound the fan-in: merge the oldest runs into bigger ones first.
+	for len(s.runs) > maxFanIn {
+		f, err := os.CreateTemp(s.dir, "run-*.s2")
+		if err != nil {
+			return fmt.Errorf("extsort: %w", err)
+		}
+		rw := newRunWriter(f)
+		err = mergeRuns(s.runs[:maxFanIn], nil, rw.add)
+		if cerr := rw.close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(f.Name())
+			return err
+		}
+		for _, r := range s.runs[:maxFanIn] {
+			os.Remove(r)
+		}
+		s.runs = append(s.runs[maxFanIn:], f.Name())
+	}
+	return mergeRuns(s.runs, s.buf, fn)
+}
+
+// mergeRuns calls fn for every pair of the run files and of mem (unsorted
+// pairs in memory), in key order, pairs with equal keys in value order.
+func mergeRuns(runs []string, mem []pair, fn func(key, val []byte) error) error {
 	h := &mergeHeap{}
-	if len(s.buf) > 0 { // the last buffer is merged from memory, not spilled
-		sortPairs(s.buf)
-		rr := &runReader{mem: s.buf, idx: len(s.runs)}
+	defer func() {
+		for _, rr := range *h {
+			rr.close()
+		}
+	}()
+	if len(mem) > 0 {
+		sortPairs(mem)
+		rr := &runReader{mem: mem, idx: len(runs)}
 		rr.next()
 		*h = append(*h, rr)
 	}
-	for i, name := range s.runs {
+	for i, name := range runs {
 		f, err := os.Open(name)
 		if err != nil {
 			return err
@@ -204,21 +268,16 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 		rr.prefetch()
 		ok, err := rr.next()
 		if err != nil {
-			f.Close()
+			rr.close()
 			return err
 		}
 		if ok {
 			*h = append(*h, rr)
 		} else {
-			f.Close()
+			rr.close()
 		}
 	}
 	heap.Init(h)
-	defer func() {
-		for _, rr := range *h {
-			rr.close()
-		}
-	}()
 	for h.Len() > 0 {
 		rr := (*h)[0]
 		if err := fn(rr.k, rr.v); err != nil {
@@ -275,20 +334,20 @@ type batch struct {
 	pos   int // the next pair to hand out
 }
 
-const batchBytes = 256 << 10
+const batchBytes = 128 << 10
 
 func (rr *runReader) prefetch() {
-	rr.batches = make(chan *batch, 2)
-	rr.free = make(chan *batch, 3)
+	rr.batches = make(chan *batch, 1)
+	rr.free = make(chan *batch, 2)
 	rr.stop = make(chan struct{})
 	rr.done = make(chan struct{})
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 2; i++ {
 		rr.free <- &batch{arena: make([]byte, 0, batchBytes)}
 	}
 	go func() {
 		defer close(rr.done)
 		defer close(rr.batches)
-		r := bufio.NewReaderSize(s2.NewReader(rr.f), 64<<10)
+		r := bufio.NewReaderSize(s2.NewReader(rr.f, s2.ReaderMaxBlockSize(runBlock)), 32<<10)
 		for {
 			var b *batch
 			select {

@@ -56,6 +56,9 @@ func TestSortSpillsAndMerges(t *testing.T) {
 				t.Fatalf("budget %d: pair %d = %q, want %q", budget, i, got[i], want[i])
 			}
 		}
+		if budget < 1<<20 && s.runs != nil {
+			t.Errorf("budget %d: runs left after Merge", budget)
+		}
 		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 			t.Errorf("budget %d: %d run files left behind", budget, len(ents))
 		}
@@ -73,5 +76,30 @@ func TestSpillFailureIsReported(t *testing.T) {
 	}
 	if merr := s.Merge(func(k, v []byte) error { return nil }); merr == nil {
 		t.Fatal("Merge after a failed spill did not fail")
+	}
+}
+
+// More runs than maxFanIn are merged in passes: same order, all pairs.
+func TestManyRunsMergeInPasses(t *testing.T) {
+	s := New(t.TempDir(), 256) // a run every few pairs
+	const n = 3000
+	for i := n - 1; i >= 0; i-- {
+		if err := s.Add([]byte(fmt.Sprintf("k%06d", i)), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.runs) <= 2*maxFanIn {
+		t.Fatalf("only %d runs; the test needs more than %d", len(s.runs), 2*maxFanIn)
+	}
+	i := 0
+	err := s.Merge(func(k, v []byte) error {
+		if string(k) != fmt.Sprintf("k%06d", i) || v[0] != byte(i) {
+			t.Fatalf("pair %d: %q", i, k)
+		}
+		i++
+		return nil
+	})
+	if err != nil || i != n {
+		t.Fatalf("merged %d of %d: %v", i, n, err)
 	}
 }
