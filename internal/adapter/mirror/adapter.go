@@ -47,6 +47,9 @@ type adapter struct {
 
 	delta *exportapi.Delta
 	buf   []byte
+	kbuf  []byte // index keys
+	// the data file of the last stream seen (dataPath)
+	pathStream, pathFile string
 	// delta: records are spooled (stream, id, source, path, seq -> line) and
 	// written at Finish, once duplicates against unchanged base documents
 	// are resolved.
@@ -166,7 +169,7 @@ func (a *adapter) Record(stream, id string, line []byte) error {
 }
 
 func (a *adapter) addIndex(kind, id string, part byte, e *mirror.Entry) error {
-	k := make([]byte, 0, len(kind)+len(id)+3)
+	k := a.kbuf[:0] // the sorter copies key and value
 	k = append(k, kind...)
 	k = append(k, 0)
 	k = append(k, id...)
@@ -176,7 +179,16 @@ func (a *adapter) addIndex(kind, id string, part byte, e *mirror.Entry) error {
 		a.buf = mirror.AppendEntry(a.buf[:0], *e)
 		v = a.buf
 	}
+	a.kbuf = k
 	return a.idx.Add(k, v)
+}
+
+// dataPath is engine.DataPath, computed once per stream.
+func (a *adapter) dataPath(stream string) string {
+	if stream != a.pathStream {
+		a.pathStream, a.pathFile = stream, engine.DataPath(stream, a.ac.Codec)
+	}
+	return a.pathFile
 }
 
 var withdrawnKey = []byte(`"withdrawn":"`)
@@ -202,7 +214,7 @@ func (a *adapter) RecordOrigin(stream, id, source, path, seq string, line []byte
 		if err != nil {
 			return fmt.Errorf("mirror index: %s %s: %w", stream, id, err)
 		}
-		e := mirror.Entry{Kind: kind, ID: id, Digest: d, File: engine.DataPath(stream, codec), Source: source, Path: path}
+		e := mirror.Entry{Kind: kind, ID: id, Digest: d, File: a.dataPath(stream), Source: source, Path: path}
 		if err := a.addIndex(kind, id, partEntry, &e); err != nil {
 			return err
 		}
