@@ -27,18 +27,19 @@ type Sorter struct {
 	dir    string
 	budget int
 
-	mu      sync.Mutex
-	spillMu sync.Mutex // held while a buffer is written to its run file
-	err     error      // the first spill failure
-	buf     []pair
-	chunks  [][]byte // the arena chunks of buf
-	free    [][]byte // chunks of written runs, for reuse
-	arena   []byte   // backing store of the buffered keys and values
-	size    int
-	runs    []string
-	pairs   int64
-	spilled int64
-	done    bool
+	mu       sync.Mutex
+	spillMu  sync.Mutex     // held while a buffer is written to its run file
+	inflight sync.WaitGroup // spills not yet recorded
+	err      error          // the first spill failure
+	buf      []pair
+	chunks   [][]byte // the arena chunks of buf
+	free     [][]byte // chunks of written runs, for reuse
+	arena    []byte   // backing store of the buffered keys and values
+	size     int
+	runs     []string
+	pairs    int64
+	spilled  int64
+	done     bool
 }
 
 type pair struct{ k, v []byte }
@@ -90,6 +91,8 @@ func (s *Sorter) Add(key, val []byte) error {
 	}
 	s.spillMu.Lock() // the previous spill must be done: two buffers at most
 	buf, chunks, f, err := s.cut()
+	s.inflight.Add(1)
+	defer s.inflight.Done() // after the error and the chunks are recorded
 	s.mu.Unlock()
 	if err == nil {
 		err = writeRun(f, buf)
@@ -206,11 +209,13 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 	s.mu.Lock()
 	s.done = true
 	s.mu.Unlock()
-	s.spillMu.Lock() // wait for a spill in flight
-	s.spillMu.Unlock()
+	s.inflight.Wait() // a spill in flight
 	defer s.Close()
-	if s.err != nil {
-		return s.err
+	s.mu.Lock()
+	err := s.err
+	s.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	if len(s.runs) == 0 {
 		sortPairs(s.buf)
