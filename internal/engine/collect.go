@@ -207,17 +207,21 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 		}
 	}
 	// The progress total is counted beside the read (a second listing of
-	// the folders); until it is known, progress shows no total.
+	// the folders); until it is known, progress shows no total. A run that
+	// knows most documents from their status does little more per document
+	// than that listing, so it goes without the total.
 	var total atomic.Int64
 	countCtx, stopCount := context.WithCancel(ctx)
 	defer stopCount()
-	go func() {
-		var n int64
-		for _, s := range run.Sources {
-			n += countCandidates(countCtx, s.Path)
-		}
-		total.Store(n)
-	}()
+	if unchanged == nil {
+		go func() {
+			var n int64
+			for _, s := range run.Sources {
+				n += countCandidates(countCtx, s.Path)
+			}
+			total.Store(n)
+		}()
+	}
 	workers := e.cfg.Workers
 	if workers <= 0 {
 		// Twice the cores: the walker blocks in file reads, so extra

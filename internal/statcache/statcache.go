@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"strings"
 	"time"
@@ -195,7 +196,7 @@ func (c *Cache) Lookup(source, path string, st Stat) (digest string, ok bool) {
 		return "", false
 	}
 	k := KeyOf(source, path)
-	lo, hi := 0, len(c.data)/recordSize
+	lo, hi := c.window(k)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		r := c.data[m*recordSize:]
@@ -217,6 +218,25 @@ func (c *Cache) Lookup(source, path string, st Stat) (digest string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// window narrows the search for k: keys are uniform hashes, so an entry
+// sits near n·k/2^64; a window that does not hold it is widened to all.
+func (c *Cache) window(k Key) (lo, hi int) {
+	n := len(c.data) / recordSize
+	if n < 64 {
+		return 0, n
+	}
+	guess, _ := bits.Mul64(binary.BigEndian.Uint64(k[:8]), uint64(n))
+	const w = 2048 // several standard deviations (√n) for any n this cache holds
+	lo, hi = max(int(guess)-w, 0), min(int(guess)+w, n)
+	if lo > 0 && bytes.Compare(k[:], c.data[lo*recordSize:lo*recordSize+16]) < 0 {
+		lo = 0
+	}
+	if hi < n && bytes.Compare(k[:], c.data[(hi-1)*recordSize:(hi-1)*recordSize+16]) > 0 {
+		hi = n
+	}
+	return lo, hi
 }
 
 // Len is the number of entries.

@@ -2,9 +2,12 @@ package statcache
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -99,6 +102,72 @@ func TestRacy(t *testing.T) {
 	} {
 		if !Racy(s, start) {
 			t.Fatalf("%+v is not racy", s)
+		}
+	}
+}
+
+// Many entries: every one is found through the narrowed window, and
+// unknown documents are not.
+func TestLookupMany(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c")
+	const n = 20000
+	type ent struct {
+		k    Key
+		path string
+	}
+	ents := make([]ent, n)
+	for i := range ents {
+		path := fmt.Sprintf("d/%06d.json", i)
+		ents[i] = ent{KeyOf("s", path), path}
+	}
+	slices.SortFunc(ents, func(a, b ent) int { return bytes.Compare(a.k[:], b.k[:]) })
+	digest := "sha256:" + strings.Repeat("0", 64)
+	st := Stat{Size: 1, ModNs: 2, ChangNs: 3, Ino: 4, Dev: 5}
+	w, err := Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := Record(st, digest)
+	for _, e := range ents {
+		if err := w.Add(e.k[:], rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, e := range ents {
+		if d, ok := c.Lookup("s", e.path, st); !ok || d != digest {
+			t.Fatalf("%s not found", e.path)
+		}
+	}
+	for i := 0; i < 1000; i++ {
+		if _, ok := c.Lookup("s", fmt.Sprintf("missing/%d", i), st); ok {
+			t.Fatal("an unknown document was found")
+		}
+	}
+}
+
+// Keys far from where a uniform hash would put them (not a real cache: all
+// in one corner of the key space) are still found: the window widens.
+func TestWindowWidens(t *testing.T) {
+	const n = 10000
+	data := make([]byte, n*recordSize)
+	for i := 0; i < n; i++ {
+		binary.BigEndian.PutUint64(data[i*recordSize+8:], uint64(i)) // first 8 bytes zero
+	}
+	c := &Cache{data: data}
+	for _, i := range []int{0, 1, 2047, 2048, 5000, n - 1} {
+		var k Key
+		copy(k[:], data[i*recordSize:i*recordSize+16])
+		lo, hi := c.window(k)
+		if i < lo || i >= hi {
+			t.Fatalf("entry %d outside its window [%d, %d)", i, lo, hi)
 		}
 	}
 }
