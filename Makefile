@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test ./internal/evidence/ -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./internal/bundle/ -run '^$$' -fuzz FuzzWalkArchive -fuzztime 30s
 	$(GO) test ./internal/evidence/ -run '^$$' -fuzz FuzzFastDecode -fuzztime 30s
+	$(GO) test ./internal/canon/ -run '^$$' -fuzz FuzzAppendString -fuzztime 30s
 
 clean:
 	rm -rf bin/stella dist .demo .bench
