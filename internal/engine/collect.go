@@ -142,6 +142,12 @@ type collected struct {
 	start    time.Time         // when reading began (racy stat entries are left out)
 	statOut  *statcache.Writer // where the merge writes the nsStat entries
 	unread   atomic.Int64      // documents taken as unchanged from their status
+	// carry marks the entries of the base's stat cache (carryFrom) of
+	// documents taken as unchanged: the merge copies them into this run's
+	// cache between the entries of the documents read (flushCarry).
+	carryFrom *statcache.Cache
+	carry     []atomic.Uint64
+	carryPos  int
 }
 
 type progressFn func(phase string, done, total, bytes int64)
@@ -197,10 +203,15 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 	if sc := statCacheFrom(ctx); sc != nil && sorter != nil {
 		c.stats = sc.record
 		if sc.base != nil && c.skip != nil {
+			c.carryFrom = sc.base
+			c.carry = make([]atomic.Uint64, (sc.base.Len()+63)/64)
 			unchanged = func(source, path string, st statcache.Stat) (string, bool) {
-				d, ok := sc.base.Lookup(source, path, st)
+				d, i, ok := sc.base.LookupIndex(source, path, st)
 				if !ok || !c.skip.skip(source, path, d) {
 					return "", false
+				}
+				if c.stats {
+					c.carry[i/64].Or(1 << (i % 64)) // its entry goes into this run's cache as it is
 				}
 				return d, true
 			}
@@ -337,7 +348,7 @@ func (e *Engine) handleDoc(j docJob, run exportapi.Run, sel selection, c *collec
 			return err
 		}
 	}
-	if c.stats && doc.HasStat && !statcache.Racy(doc.Stat, c.start) {
+	if c.stats && doc.HasStat && !doc.Unchanged && !statcache.Racy(doc.Stat, c.start) {
 		rec, err := statcache.Record(doc.Stat, doc.Digest)
 		if err != nil {
 			return err
@@ -404,6 +415,28 @@ func modBytes(t time.Time) []byte {
 }
 
 func seq(i int) string { return fmt.Sprintf("%08d", i) }
+
+// flushCarry writes the carried base entries whose keys sort before upTo
+// (all of them when upTo is nil) into this run's stat cache.
+func (c *collected) flushCarry(upTo []byte) error {
+	if c.carryFrom == nil || c.statOut == nil {
+		return nil
+	}
+	for n := c.carryFrom.Len(); c.carryPos < n; c.carryPos++ {
+		i := c.carryPos
+		if c.carry[i/64].Load()&(1<<(i%64)) == 0 {
+			continue
+		}
+		k, rec := c.carryFrom.Entry(i)
+		if upTo != nil && bytes.Compare(k, upTo) >= 0 {
+			return nil
+		}
+		if err := c.statOut.Add(k, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // scratch buffers for the lines emit builds (the sorter copies them).
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}

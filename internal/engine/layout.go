@@ -294,11 +294,17 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 			return ad.Record(stream, string(f[1]), v)
 		case nsStat:
 			if c.statOut != nil {
+				if err := c.flushCarry(k[1:]); err != nil {
+					return err
+				}
 				return c.statOut.Add(k[1:], v)
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		err = c.flushCarry(nil)
+	}
 	if err != nil {
 		return nil, err
 	}

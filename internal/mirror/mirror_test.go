@@ -764,6 +764,23 @@ func TestDeltaStatCache(t *testing.T) {
 	if m == nil || m.Delta == nil || !slices.ContainsFunc(m.Delta.Changed, func(id string) bool { return strings.Contains(id, sneaky) }) {
 		t.Fatalf("the sneaky edit of %s is not in delta.changed", sneaky)
 	}
+	// A second delta, nothing changed: the first delta's cache holds the
+	// entries it carried over from the full run's and those of the files it
+	// read, so now every advisory/VEX/SBOM document is known by its status.
+	time.Sleep(10 * time.Millisecond)
+	for i, e := range []*engine.Engine{trusting, reading} {
+		if runs[i], err = runEngine(e, req("mirror:delta")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ = os.ReadFile(archiveOf(runs[0]))
+	b, _ = os.ReadFile(archiveOf(runs[1]))
+	if !bytes.Equal(a, b) {
+		t.Fatal("second delta: the stat cache's differs from the reading one's")
+	}
+	if again := runs[0].Counts["documentsUnread"]; again <= unread {
+		t.Fatalf("second delta: %d documents unread, the first had %d", again, unread)
+	}
 }
 
 // syncTree makes dst hold src's files: differing files written (every

@@ -192,8 +192,21 @@ func (c *Cache) Close() error {
 // Lookup returns the digest recorded for (source, path) when the file's
 // status st is the one recorded with it.
 func (c *Cache) Lookup(source, path string, st Stat) (digest string, ok bool) {
+	d, _, ok := c.LookupIndex(source, path, st)
+	return d, ok
+}
+
+// Entry returns the key and record (as Record encodes it) of entry i, for
+// copying an entry into a new cache.
+func (c *Cache) Entry(i int) (key, rec []byte) {
+	r := c.data[i*recordSize : (i+1)*recordSize]
+	return r[:16], r[16:]
+}
+
+// LookupIndex is Lookup that also returns the entry's index.
+func (c *Cache) LookupIndex(source, path string, st Stat) (digest string, i int, ok bool) {
 	if c == nil {
-		return "", false
+		return "", -1, false
 	}
 	k := KeyOf(source, path)
 	lo, hi := c.window(k)
@@ -208,16 +221,16 @@ func (c *Cache) Lookup(source, path string, st Stat) (digest string, ok bool) {
 				int64(binary.BigEndian.Uint64(v[16:])) != st.ChangNs ||
 				binary.BigEndian.Uint64(v[24:]) != st.Ino ||
 				binary.BigEndian.Uint64(v[32:]) != st.Dev {
-				return "", false
+				return "", -1, false
 			}
-			return "sha256:" + hex.EncodeToString(v[40:72]), true
+			return "sha256:" + hex.EncodeToString(v[40:72]), m, true
 		case -1:
 			lo = m + 1
 		default:
 			hi = m
 		}
 	}
-	return "", false
+	return "", -1, false
 }
 
 // window narrows the search for k: keys are uniform hashes, so an entry
