@@ -73,14 +73,19 @@ func AppendString[S ~string | ~[]byte](dst []byte, s S) []byte {
 }
 
 // special8 marks (high bit of each byte) the bytes of x, little-endian, that
-// need attention: below 0x20, at or above 0x80, '"' or '\\'. Bytes above
-// the first marked one may be marked wrongly (borrows), never the first.
-func special8(x uint64) uint64 {
+// need attention when escaping: StringStops8's, and bytes at or above 0x80.
+func special8(x uint64) uint64 { return StringStops8(x) | x&0x8080808080808080 }
+
+// StringStops8 marks (high bit of each byte) the bytes of x, little-endian,
+// that end a run of plain bytes inside a JSON string: '"', '\\' and control
+// characters. Bytes above the first marked one may be marked wrongly
+// (borrows), never the first.
+func StringStops8(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	below20 := (x - ones*0x20) & ^x & highs
 	quote := x ^ (ones * '"')
 	quote = (quote - ones) & ^quote & highs
 	bslash := x ^ (ones * '\\')
 	bslash = (bslash - ones) & ^bslash & highs
-	return below20 | quote | bslash | x&highs
+	return below20 | quote | bslash
 }

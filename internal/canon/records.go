@@ -10,19 +10,7 @@ import "github.com/stellaops/stella/internal/record"
 
 // AppendAdvisory appends the canonical JSON of a.
 func AppendAdvisory(dst []byte, a *record.Advisory) []byte {
-	dst = append(dst, `{"affected":`...)
-	if a.Affected == nil {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, '[')
-		for i := range a.Affected {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendAffected(dst, &a.Affected[i])
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendArray(append(dst, `{"affected":`...), a.Affected, appendAffected)
 	dst = appendStrings(append(dst, `,"aliases":`...), a.Aliases)
 	if len(a.CWEs) > 0 {
 		dst = appendStrings(append(dst, `,"cwes":`...), a.CWEs)
@@ -50,19 +38,7 @@ func appendAffected(dst []byte, a *record.Affected) []byte {
 	dst = appendStrings(append(dst, `,"fixedVersions":`...), a.FixedVersions)
 	dst = AppendString(append(dst, `,"package":`...), a.Package)
 	dst = appendOpt(dst, `,"purl":`, a.Purl)
-	dst = append(dst, `,"ranges":`...)
-	if a.Ranges == nil {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, '[')
-		for i := range a.Ranges {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendRange(dst, &a.Ranges[i])
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendArray(append(dst, `,"ranges":`...), a.Ranges, appendRange)
 	if len(a.Severity) > 0 {
 		dst = appendSeverities(append(dst, `,"severity":`...), a.Severity)
 	}
@@ -73,25 +49,15 @@ func appendAffected(dst []byte, a *record.Affected) []byte {
 }
 
 func appendRange(dst []byte, r *record.Range) []byte {
-	dst = append(dst, `{"events":`...)
-	if r.Events == nil {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, '[')
-		for i, e := range r.Events {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			n := len(dst)
-			dst = append(dst, '{')
-			dst = appendField(dst, n, "fixed", e.Fixed)
-			dst = appendField(dst, n, "introduced", e.Introduced)
-			dst = appendField(dst, n, "last_affected", e.LastAffected)
-			dst = appendField(dst, n, "limit", e.Limit)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendArray(append(dst, `{"events":`...), r.Events, func(dst []byte, e *record.Event) []byte {
+		n := len(dst)
+		dst = append(dst, '{')
+		dst = appendField(dst, n, "fixed", e.Fixed)
+		dst = appendField(dst, n, "introduced", e.Introduced)
+		dst = appendField(dst, n, "last_affected", e.LastAffected)
+		dst = appendField(dst, n, "limit", e.Limit)
+		return append(dst, '}')
+	})
 	dst = appendOpt(dst, `,"repo":`, r.Repo)
 	dst = AppendString(append(dst, `,"type":`...), r.Type)
 	return append(dst, '}')
@@ -113,19 +79,11 @@ func appendField(dst []byte, open int, name, v string) []byte {
 }
 
 func appendSeverities(dst []byte, list []record.Severity) []byte {
-	if list == nil {
-		return append(dst, "null"...)
-	}
-	dst = append(dst, '[')
-	for i, s := range list {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
+	return appendArray(dst, list, func(dst []byte, s *record.Severity) []byte {
 		dst = AppendString(append(dst, `{"score":`...), s.Score)
 		dst = AppendString(append(dst, `,"type":`...), s.Type)
-		dst = append(dst, '}')
-	}
-	return append(dst, ']')
+		return append(dst, '}')
+	})
 }
 
 // AppendVEXStatement appends the canonical JSON of s.
@@ -160,15 +118,21 @@ func appendOpt(dst []byte, prefix, v string) []byte {
 
 // appendStrings appends a string array (nil is null, as encoding/json writes it).
 func appendStrings(dst []byte, list []string) []byte {
+	return appendArray(dst, list, func(dst []byte, s *string) []byte { return AppendString(dst, *s) })
+}
+
+// appendArray appends a JSON array of list's elements, each written by elem
+// (a nil slice is null, as encoding/json writes it).
+func appendArray[T any](dst []byte, list []T, elem func([]byte, *T) []byte) []byte {
 	if list == nil {
 		return append(dst, "null"...)
 	}
 	dst = append(dst, '[')
-	for i, s := range list {
+	for i := range list {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = AppendString(dst, s)
+		dst = elem(dst, &list[i])
 	}
 	return append(dst, ']')
 }

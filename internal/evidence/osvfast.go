@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/stellaops/stella/internal/canon"
 )
 
 // A hand-written decoder for the common case of the probe: an OSV record.
@@ -100,7 +102,7 @@ func (s *osvScan) strRaw() (raw []byte, esc, ok bool) {
 	b := s.b
 	for {
 		for i+8 <= len(b) {
-			m := strSpecial8(binary.LittleEndian.Uint64(b[i : i+8]))
+			m := canon.StringStops8(binary.LittleEndian.Uint64(b[i : i+8]))
 			if m == 0 {
 				i += 8
 				continue
@@ -144,18 +146,6 @@ func (s *osvScan) strRaw() (raw []byte, esc, ok bool) {
 			i++
 		}
 	}
-}
-
-// strSpecial8 marks the bytes of x that end a plain run inside a string:
-// '"', '\\' and control characters (the first mark is exact).
-func strSpecial8(x uint64) uint64 {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	below20 := (x - ones*0x20) & ^x & highs
-	quote := x ^ (ones * '"')
-	quote = (quote - ones) & ^quote & highs
-	bslash := x ^ (ones * '\\')
-	bslash = (bslash - ones) & ^bslash & highs
-	return below20 | quote | bslash
 }
 
 func isHex(c byte) bool {
@@ -392,6 +382,20 @@ func (s *osvScan) text(t *jsonText) bool {
 	return s.skip(0)
 }
 
+// objects reads an array of objects into *dst (null leaves it nil), each
+// element, appended as a zero value, filled by elem.
+func objects[T any](s *osvScan, dst *[]T, elem func(*T) bool) bool {
+	if s.null() {
+		return true
+	}
+	*dst = []T{}
+	return s.array(func() bool {
+		var zero T
+		*dst = append(*dst, zero)
+		return elem(&(*dst)[len(*dst)-1])
+	})
+}
+
 // strField reads a string field (null leaves it empty).
 func (s *osvScan) strField(dst *string) bool {
 	if s.null() {
@@ -492,14 +496,7 @@ func (s *osvScan) topObject(o *osvDoc) bool {
 	return s.object(func(k string) (int, bool) {
 		switch k {
 		case "affected":
-			if s.null() {
-				return 0, true
-			}
-			o.Affected = []osvAffected{}
-			return 0, s.array(func() bool {
-				o.Affected = append(o.Affected, osvAffected{})
-				return s.affected(&o.Affected[len(o.Affected)-1])
-			})
+			return 0, objects(s, &o.Affected, s.affected)
 		case "aliases":
 			return 1, s.strings(&o.Aliases)
 		case "database_specific":
@@ -513,13 +510,8 @@ func (s *osvScan) topObject(o *osvDoc) bool {
 		case "published":
 			return 6, s.text(&o.Published)
 		case "references":
-			if s.null() {
-				return 7, true
-			}
-			o.References = []osvReference{}
-			return 7, s.array(func() bool {
-				var r osvReference
-				ok := s.object(func(k string) (int, bool) {
+			return 7, objects(s, &o.References, func(r *osvReference) bool {
+				return s.object(func(k string) (int, bool) {
 					switch k {
 					case "type":
 						return 0, s.strField(&r.Type)
@@ -528,8 +520,6 @@ func (s *osvScan) topObject(o *osvDoc) bool {
 					}
 					return s.unknown(k, referenceNames)
 				})
-				o.References = append(o.References, r)
-				return ok
 			})
 		case "related":
 			return 8, s.strings(&o.Related)
@@ -561,13 +551,8 @@ var (
 )
 
 func (s *osvScan) severities(dst *[]osvSeverity) bool {
-	if s.null() {
-		return true
-	}
-	out := []osvSeverity{}
-	ok := s.array(func() bool {
-		var v osvSeverity
-		ok := s.object(func(k string) (int, bool) {
+	return objects(s, dst, func(v *osvSeverity) bool {
+		return s.object(func(k string) (int, bool) {
 			switch k {
 			case "score":
 				return 0, s.strField(&v.Score)
@@ -576,11 +561,7 @@ func (s *osvScan) severities(dst *[]osvSeverity) bool {
 			}
 			return s.unknown(k, severityNames)
 		})
-		out = append(out, v)
-		return ok
 	})
-	*dst = out
-	return ok
 }
 
 func (s *osvScan) affected(a *osvAffected) bool {
@@ -604,14 +585,7 @@ func (s *osvScan) affected(a *osvAffected) bool {
 				return s.unknown(k, packageNames)
 			})
 		case "ranges":
-			if s.null() {
-				return 2, true
-			}
-			a.Ranges = []osvRange{}
-			return 2, s.array(func() bool {
-				a.Ranges = append(a.Ranges, osvRange{})
-				return s.rangeOf(&a.Ranges[len(a.Ranges)-1])
-			})
+			return 2, objects(s, &a.Ranges, s.rangeOf)
 		case "severity":
 			return 3, s.severities(&a.Severity)
 		case "versions":
@@ -625,13 +599,8 @@ func (s *osvScan) rangeOf(r *osvRange) bool {
 	return s.object(func(k string) (int, bool) {
 		switch k {
 		case "events":
-			if s.null() {
-				return 0, true
-			}
-			r.Events = []osvEvent{}
-			return 0, s.array(func() bool {
-				var e osvEvent
-				ok := s.object(func(k string) (int, bool) {
+			return 0, objects(s, &r.Events, func(e *osvEvent) bool {
+				return s.object(func(k string) (int, bool) {
 					switch k {
 					case "fixed":
 						return 0, s.optStr(&e.Fixed)
@@ -644,8 +613,6 @@ func (s *osvScan) rangeOf(r *osvRange) bool {
 					}
 					return s.unknown(k, eventNames)
 				})
-				r.Events = append(r.Events, e)
-				return ok
 			})
 		case "repo":
 			return 1, s.strField(&r.Repo)

@@ -38,7 +38,6 @@ type Sorter struct {
 	size     int
 	runs     []string
 	pairs    int64
-	spilled  int64
 	done     bool
 }
 
@@ -120,7 +119,6 @@ func (s *Sorter) cut() ([]pair, [][]byte, *os.File, error) {
 	}
 	buf, chunks := s.buf, s.chunks
 	s.runs = append(s.runs, f.Name())
-	s.spilled += int64(len(buf))
 	s.buf = make([]pair, 0, cap(buf))
 	s.arena, s.chunks = nil, nil // the spilled pairs hold the old chunks until written
 	s.size = 0

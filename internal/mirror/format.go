@@ -514,38 +514,23 @@ func ParseEntry(b []byte) (Entry, error) { return parseEntry(b) }
 // canon.Fast(e) gives, without reflection.
 func AppendEntry(dst []byte, e Entry) []byte {
 	dst = append(dst, `{"digest":`...)
-	dst = appendJSONString(dst, e.Digest)
+	dst = canon.AppendString(dst, e.Digest)
 	dst = append(dst, `,"file":`...)
-	dst = appendJSONString(dst, e.File)
+	dst = canon.AppendString(dst, e.File)
 	dst = append(dst, `,"id":`...)
-	dst = appendJSONString(dst, e.ID)
+	dst = canon.AppendString(dst, e.ID)
 	dst = append(dst, `,"kind":`...)
-	dst = appendJSONString(dst, e.Kind)
+	dst = canon.AppendString(dst, e.Kind)
 	if e.Line != 0 {
 		dst = append(dst, `,"line":`...)
 		dst = strconv.AppendInt(dst, e.Line, 10)
 	}
 	dst = append(dst, `,"path":`...)
-	dst = appendJSONString(dst, e.Path)
+	dst = canon.AppendString(dst, e.Path)
 	dst = append(dst, `,"source":`...)
-	dst = appendJSONString(dst, e.Source)
+	dst = canon.AppendString(dst, e.Source)
 	if e.Withdrawn {
 		dst = append(dst, `,"withdrawn":true`...)
 	}
 	return append(dst, '}')
-}
-
-// appendJSONString quotes s as encoding/json does with HTML escaping off;
-// strings that need escaping go through encoding/json itself.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			b, _ := canon.Fast(s)
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
