@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -148,6 +149,12 @@ type collected struct {
 	carryFrom *statcache.Cache
 	carry     []atomic.Uint64
 	carryPos  int
+	// docsFrom is the base's document list: the documents taken as
+	// unchanged from their status are not sorted (nsDoc) but taken from it
+	// in the merge (nextCarriedDoc). docsOut is this run's.
+	docsFrom *statcache.DocList
+	docsOut  *statcache.DocListWriter
+	addErr   atomic.Pointer[error] // the first failure to sort a document taken as unchanged
 }
 
 type progressFn func(phase string, done, total, bytes int64)
@@ -205,13 +212,19 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 		if sc.base != nil && c.skip != nil {
 			c.carryFrom = sc.base
 			c.carry = make([]atomic.Uint64, (sc.base.Len()+63)/64)
+			c.docsFrom = sc.docs
 			unchanged = func(source, path string, st statcache.Stat) (string, bool) {
-				d, i, ok := sc.base.LookupIndex(source, path, st)
-				if !ok || !c.skip.skip(source, path, d) {
+				k := statcache.KeyOf(source, path)
+				d, i, ok := sc.base.LookupKey(k, st)
+				if !ok || !c.skip.skip(DocRef{Source: source, Path: path, Digest: d, Key: k}) {
 					return "", false
 				}
-				if c.stats {
-					c.carry[i/64].Or(1 << (i % 64)) // its entry goes into this run's cache as it is
+				c.carry[i/64].Or(1 << (i % 64)) // its entries go into this run's cache and list as they are
+				if c.docsFrom == nil {
+					// No list to take it from in the merge: sort it.
+					if err := c.sorter.Add(key(nsDoc, source, path), append(k[:], d...)); err != nil {
+						c.addErr.CompareAndSwap(nil, &err)
+					}
 				}
 				return d, true
 			}
@@ -271,6 +284,16 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 	for _, s := range run.Sources {
 		src := evidence.Source{Name: s.Name, Path: s.Path, Exclude: e.excludeOf(s.Name)}
 		walkErr = evidence.Walk(ctx, src, evidence.Options{MaxDocumentBytes: e.cfg.MaxDocumentBytes, Readers: workers, Unchanged: unchanged}, func(doc record.Document, err error) error {
+			if doc.Unchanged && err == nil {
+				// Unchanged since the base (its status said so): the skipper
+				// has counted it, and its source-digest line is sorted or
+				// carried already. Nothing for a parser to do.
+				c.unread.Add(1)
+				if d := done.Add(1); progress != nil && d%64 == 0 {
+					progress("read", d, total.Load(), nbytes.Load())
+				}
+				return nil
+			}
 			select {
 			case jobs <- docJob{doc: doc, err: err}:
 				return nil
@@ -289,6 +312,9 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 	}
 	if walkErr != nil {
 		return nil, walkErr
+	}
+	if err := c.addErr.Load(); err != nil {
+		return nil, *err
 	}
 	c.docs = done.Load()
 	c.bytes = nbytes.Load()
@@ -342,27 +368,31 @@ func (e *Engine) handleDoc(j docJob, run exportapi.Run, sel selection, c *collec
 	if j.err != nil {
 		return docError(run, c, mu, doc, j.err)
 	}
-	// Every readable document counts towards its source's digest.
+	var ref DocRef
+	if c.skip != nil || c.stats {
+		ref = DocRef{Source: doc.Source, Path: doc.Path, Digest: doc.Digest, Key: statcache.KeyOf(doc.Source, doc.Path)}
+	}
+	// Every readable document counts towards its source's digest (with
+	// its key, for this run's document list, when it records one).
 	if c.sorter != nil {
-		if err := c.sorter.Add(key(nsDoc, doc.Source, doc.Path), []byte(doc.Digest)); err != nil {
+		v := []byte(doc.Digest)
+		if c.stats {
+			v = append(ref.Key[:], doc.Digest...)
+		}
+		if err := c.sorter.Add(key(nsDoc, doc.Source, doc.Path), v); err != nil {
 			return err
 		}
 	}
-	if c.stats && doc.HasStat && !doc.Unchanged && !statcache.Racy(doc.Stat, c.start) {
+	if c.stats && doc.HasStat && !statcache.Racy(doc.Stat, c.start) {
 		rec, err := statcache.Record(doc.Stat, doc.Digest)
 		if err != nil {
 			return err
 		}
-		k := statcache.KeyOf(doc.Source, doc.Path)
-		if err := c.sorter.Add(append([]byte{nsStat}, k[:]...), rec); err != nil {
+		if err := c.sorter.Add(append([]byte{nsStat}, ref.Key[:]...), rec); err != nil {
 			return err
 		}
 	}
-	if doc.Unchanged {
-		c.unread.Add(1)
-		return nil // unchanged since the base (its status said so): the skipper has counted it
-	}
-	if c.skip.skip(doc.Source, doc.Path, doc.Digest) {
+	if c.skip.skip(ref) {
 		return nil // known unchanged (delta base): not parsed, not re-exported
 	}
 	p, err := evidence.Parse(doc)
@@ -563,4 +593,81 @@ func countCandidates(ctx context.Context, root string) int64 {
 		return nil
 	})
 	return n
+}
+
+// carriedDocs yields, in order, the documents of the base's document list
+// that this run took as unchanged from their status (their stat cache
+// entries are marked carried).
+type carriedDocs struct {
+	c                  *collected
+	src, path          []byte
+	sum                *[32]byte
+	key                *statcache.Key
+	ok, started, ended bool
+	n                  int64
+	digest             [71]byte
+}
+
+func newCarriedDocs(c *collected) *carriedDocs { return &carriedDocs{c: c} }
+
+func (d *carriedDocs) next() error {
+	for {
+		src, path, sum, k, ok, err := d.c.docsFrom.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			d.ok, d.ended = false, true
+			return nil
+		}
+		if i := d.c.carryFrom.IndexOf(*k); i >= 0 && d.c.carry[i/64].Load()&(1<<(i%64)) != 0 {
+			d.src, d.path, d.sum, d.key, d.ok = src, path, sum, k, true
+			return nil
+		}
+	}
+}
+
+// until passes the carried documents before (source, path) — all of the
+// rest when source is nil — to add.
+func (d *carriedDocs) until(source, path []byte, add func(source, path, digest []byte, k *statcache.Key) error) error {
+	if d.c.docsFrom == nil || d.ended && !d.ok {
+		return nil
+	}
+	if !d.started {
+		d.started = true
+		if err := d.next(); err != nil {
+			return err
+		}
+	}
+	for d.ok {
+		if source != nil {
+			if c := bytes.Compare(d.src, source); c > 0 || (c == 0 && bytes.Compare(d.path, path) >= 0) {
+				return nil
+			}
+		}
+		copy(d.digest[:], "sha256:")
+		hex.Encode(d.digest[7:], d.sum[:])
+		if err := add(d.src, d.path, d.digest[:], d.key); err != nil {
+			return err
+		}
+		d.n++
+		if err := d.next(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check makes sure that every document taken as unchanged was found in the
+// base's list: a list that does not match its stat cache would otherwise
+// leave documents out of the source digests.
+func (d *carriedDocs) check() error {
+	if d.c.docsFrom == nil {
+		return nil
+	}
+	if want := d.c.unread.Load(); d.n != want {
+		return xerr.New(xerr.Internal, "the base run's document list holds %d of the %d documents taken as unchanged from their status", d.n, want).
+			WithHint("set ExportCenter.Limits.TrustFileStat to false for this run (every document is read), and report the problem")
+	}
+	return nil
 }

@@ -203,26 +203,44 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	}
 	cctx, sc := e.openStatCache(cctx, run, prof)
 	var statOut *statcache.Writer
+	var docsOut *statcache.DocListWriter
 	statPartial := filepath.Join(dir, statCacheName+".partial")
+	docsPartial := filepath.Join(dir, docListName+".partial")
 	if sc != nil {
 		defer sc.base.Close()
+		defer sc.docs.Close()
 		if statOut, err = statcache.Create(statPartial); err != nil {
 			return nil, nil, "", xerr.Wrap(xerr.Internal, err, "create %s", statPartial)
 		}
 		defer func() { statOut.Close(); os.Remove(statPartial) }() // renamed into place when the run succeeds
+		if docsOut, err = statcache.CreateDocList(docsPartial); err != nil {
+			return nil, nil, "", xerr.Wrap(xerr.Internal, err, "create %s", docsPartial)
+		}
+		defer func() { docsOut.Close(); os.Remove(docsPartial) }()
 	}
 	c, err := e.collect(cctx, run, prof.Spec, sorter, progress)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	c.statOut = statOut
+	c.statOut, c.docsOut = statOut, docsOut
 	stage, err := bundle.NewStage(tmp)
 	if err != nil {
 		return nil, nil, "", xerr.Wrap(xerr.Internal, err, "stage")
 	}
 	defer stage.Remove()
 	codec := bundle.Codec(prof.Spec.Compression.Codec)
-	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level, SourceDateEpoch: e.cfg.SourceDateEpoch, State: state}
+	side := map[string]string{} // name -> path written
+	defer func() {
+		for _, p := range side {
+			os.Remove(p) // renamed into place when the run succeeds
+		}
+	}()
+	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level, SourceDateEpoch: e.cfg.SourceDateEpoch, State: state,
+		SideFile: func(name string) string {
+			p := filepath.Join(dir, name+".partial")
+			side[name] = p
+			return p
+		}}
 	factory := NewJSONLayout
 	if f, ok := adapters[prof.Spec.Kind+":"+prof.Spec.Variant]; ok {
 		factory = f
@@ -315,6 +333,16 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 		// bundle; a run without one reads every document.
 		if err := statOut.Close(); err == nil {
 			os.Rename(statPartial, filepath.Join(dir, statCacheName))
+		}
+		if err := docsOut.Close(); err == nil {
+			os.Rename(docsPartial, filepath.Join(dir, docListName))
+		}
+	}
+	for name, p := range side {
+		if _, err := os.Stat(p); err == nil {
+			if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
+				e.log.Warn("run.side_file", "runId", run.ID, "file", name, "err", err.Error())
+			}
 		}
 	}
 	progress("done", 1, 1, size)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 
@@ -47,6 +48,8 @@ type BeginContext struct {
 	Version string // binary version that writes the bundle
 	// SortBudget is the run's in-memory sort budget (bytes).
 	SortBudget int
+	// Log is the engine's logger.
+	Log *slog.Logger
 }
 
 // DocSkipper is implemented by an Extension.Begin state that knows some
@@ -55,7 +58,13 @@ type BeginContext struct {
 // but is neither parsed nor handed to the adapter. It is called from
 // several goroutines.
 type DocSkipper interface {
-	SkipUnchanged(source, path, digest string) bool
+	SkipUnchanged(doc DocRef) bool
+}
+
+// DocRef names a document for a DocSkipper.
+type DocRef struct {
+	Source, Path, Digest string
+	Key                  statcache.Key // statcache.KeyOf(Source, Path)
 }
 
 // OriginAdapter is implemented by adapters that want to know where each
@@ -98,7 +107,7 @@ func (e *Engine) begin(ctx context.Context, run exportapi.Run, prof exportapi.Pr
 		return nil, ctx, nil, nil
 	}
 	st, err := x.Begin(ctx, BeginContext{Run: run, Profile: prof, Ledger: e.led, TempDir: tmp, Version: e.cfg.Version,
-		SortBudget: e.cfg.SortBudget})
+		SortBudget: e.cfg.SortBudget, Log: e.log})
 	if err != nil {
 		return nil, ctx, nil, err
 	}
@@ -114,6 +123,9 @@ func (e *Engine) begin(ctx context.Context, run exportapi.Run, prof exportapi.Pr
 type statCacheState struct {
 	record bool
 	base   *statcache.Cache
+	// docs is the base's document list (nil when it has none): with it the
+	// documents found unchanged by their status are not sorted again.
+	docs *statcache.DocList
 }
 
 type statCacheKey struct{}
@@ -123,8 +135,12 @@ func statCacheFrom(ctx context.Context) *statCacheState {
 	return sc
 }
 
-// statCacheName is the stat cache file in a run's directory.
-const statCacheName = ".statcache"
+// statCacheName is the stat cache file in a run's directory, docListName
+// its document list.
+const (
+	statCacheName = ".statcache"
+	docListName   = ".doclist"
+)
 
 // openStatCache decides a run's stat cache use and opens its base's cache.
 func (e *Engine) openStatCache(ctx context.Context, run exportapi.Run, prof exportapi.Profile) (context.Context, *statCacheState) {
@@ -140,6 +156,13 @@ func (e *Engine) openStatCache(ctx context.Context, run exportapi.Run, prof expo
 		} else {
 			sc.base = c
 		}
+		if c != nil {
+			d, err := statcache.OpenDocList(filepath.Join(e.RunDir(run.BaseRunID), docListName))
+			if err != nil {
+				e.log.Warn("run.doclist_unreadable", "runId", run.ID, "base", run.BaseRunID, "err", err.Error())
+			}
+			sc.docs = d
+		}
 	}
 	return context.WithValue(ctx, statCacheKey{}, sc), sc
 }
@@ -149,8 +172,8 @@ func skipperFrom(ctx context.Context) *skipperCounter {
 	return sc
 }
 
-func (sc *skipperCounter) skip(source, path, digest string) bool {
-	if sc == nil || !sc.s.SkipUnchanged(source, path, digest) {
+func (sc *skipperCounter) skip(doc DocRef) bool {
+	if sc == nil || !sc.s.SkipUnchanged(doc) {
 		return false
 	}
 	sc.n.Add(1)

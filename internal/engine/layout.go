@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stellaops/stella/internal/bundle"
+	"github.com/stellaops/stella/internal/statcache"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
 )
@@ -44,6 +45,12 @@ type AdapterContext struct {
 	// SourceDateEpoch is SOURCE_DATE_EPOCH when set (nil otherwise): adapters
 	// that stamp a time into their output use it before the evidence's dates.
 	SourceDateEpoch *time.Time
+	// SideFile returns where the adapter writes a file of the run that is
+	// not part of the bundle but kept beside it in the run's directory (a
+	// cache for the next run, like the mirror state): the adapter writes
+	// the returned path, and the engine renames it to name when the run
+	// succeeds and removes it otherwise.
+	SideFile func(name string) string
 }
 
 // Skipper is implemented by adapters that leave out records their format
@@ -208,6 +215,44 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 		}
 		srcHash = nil
 	}
+	// addDoc counts a document towards its source's digest and this
+	// run's document list.
+	var sumBuf [32]byte
+	addDoc := func(source, path, digest []byte, k *statcache.Key) error {
+		if srcHash == nil || string(source) != srcName {
+			flushSource()
+			srcName, srcHash, srcDocs = string(source), sha256.New(), 0
+		}
+		srcHash.Write(path)
+		srcHash.Write([]byte{' '})
+		srcHash.Write(digest)
+		srcHash.Write([]byte{'\n'})
+		srcDocs++
+		if c.docsOut == nil || k == nil {
+			return nil
+		}
+		if len(digest) != 71 || string(digest[:7]) != "sha256:" {
+			return fmt.Errorf("internal: document digest %q", digest)
+		}
+		if _, err := hex.Decode(sumBuf[:], digest[7:]); err != nil {
+			return fmt.Errorf("internal: document digest %q", digest)
+		}
+		return c.docsOut.Add(source, path, &sumBuf, k)
+	}
+	// The documents taken as unchanged from their status come from the
+	// base's document list, in order, between those read.
+	carried := newCarriedDocs(c)
+	docsDone := false
+	endDocs := func() error {
+		if docsDone {
+			return nil
+		}
+		docsDone = true
+		if err := carried.until(nil, nil, addDoc); err != nil {
+			return err
+		}
+		return carried.check()
+	}
 	var written int64
 	var checkedPolicy bool
 	origin, _ := ad.(OriginAdapter)
@@ -216,6 +261,11 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	var stream string // the current data stream (one string per stream)
 	var source string // the current source, likewise
 	err := c.sorter.Merge(func(k, v []byte) error {
+		if k[0] > nsDoc && !docsDone {
+			if err := endDocs(); err != nil {
+				return err
+			}
+		}
 		switch k[0] {
 		case nsID:
 			keyFields(k, &f)
@@ -249,15 +299,13 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 			res.records++
 		case nsDoc:
 			keyFields(k, &f)
-			if srcHash == nil || string(f[0]) != srcName {
-				flushSource()
-				srcName, srcHash, srcDocs = string(f[0]), sha256.New(), 0
+			if err := carried.until(f[0], f[1], addDoc); err != nil {
+				return err
 			}
-			srcHash.Write(f[1])
-			srcHash.Write([]byte{' '})
-			srcHash.Write(v)
-			srcHash.Write([]byte{'\n'})
-			srcDocs++
+			if c.stats { // value: key, digest
+				return addDoc(f[0], f[1], v[len(statcache.Key{}):], (*statcache.Key)(v[:len(statcache.Key{})]))
+			}
+			return addDoc(f[0], f[1], v, nil)
 		case nsData:
 			if !checkedPolicy {
 				checkedPolicy = true
@@ -302,6 +350,9 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 		}
 		return nil
 	})
+	if err == nil {
+		err = endDocs()
+	}
 	if err == nil {
 		err = c.flushCarry(nil)
 	}

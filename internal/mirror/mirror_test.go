@@ -725,12 +725,26 @@ func TestDeltaStatCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A third: its full run's document list is taken away, so the delta
+	// sorts the unchanged documents' source-digest lines again.
+	nolist, err := newEngine(filepath.Join(t.TempDir(), "nolist"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req := func(p string) engine.SubmitRequest {
 		return engine.SubmitRequest{Profile: p, Sources: sources(work), SkipInvalid: true}
 	}
-	for _, e := range []*engine.Engine{trusting, reading} {
-		if _, err := runEngine(e, req("mirror:full")); err != nil {
+	for _, e := range []*engine.Engine{trusting, reading, nolist} {
+		r, err := runEngine(e, req("mirror:full"))
+		if err != nil {
 			t.Fatal(err)
+		}
+		list := filepath.Join(filepath.Dir(archiveOf(r)), ".doclist")
+		if _, err := os.Stat(list); (err == nil) == (e == reading) {
+			t.Fatalf("document list of the full run: %v (reading engine: %v)", err, e == reading)
+		}
+		if e == nolist {
+			os.Remove(list)
 		}
 	}
 	// Update the folder in place to t1: only the files that differ are
@@ -742,8 +756,8 @@ func TestDeltaStatCache(t *testing.T) {
 	// The sneaky edit: same size, old mtime put back.
 	sneaky := sneakyEdit(t, work)
 	time.Sleep(10 * time.Millisecond)
-	var runs [2]exportapi.Run
-	for i, e := range []*engine.Engine{trusting, reading} {
+	var runs [3]exportapi.Run
+	for i, e := range []*engine.Engine{trusting, reading, nolist} {
 		if runs[i], err = runEngine(e, req("mirror:delta")); err != nil {
 			t.Fatal(err)
 		}
@@ -752,6 +766,12 @@ func TestDeltaStatCache(t *testing.T) {
 	b, _ := os.ReadFile(archiveOf(runs[1]))
 	if !bytes.Equal(a, b) {
 		t.Fatal("the delta built with the stat cache differs from the one that read every document")
+	}
+	if c, _ := os.ReadFile(archiveOf(runs[2])); !bytes.Equal(a, c) {
+		t.Fatal("the delta built without the base's document list differs from the one that read every document")
+	}
+	if runs[2].Counts["documentsUnread"] != runs[0].Counts["documentsUnread"] {
+		t.Fatalf("documentsUnread without the list %d, with it %d", runs[2].Counts["documentsUnread"], runs[0].Counts["documentsUnread"])
 	}
 	unread := runs[0].Counts["documentsUnread"]
 	if unread == 0 || runs[1].Counts["documentsUnread"] != 0 {
@@ -866,4 +886,71 @@ func sneakyEdit(t *testing.T, root string) string {
 		t.Fatal("the sneaky edit changed size or mtime")
 	}
 	return id
+}
+
+// Every mirror run keeps the record state after its bundle beside it (the
+// next delta's starting point): it holds exactly the records of the chain
+// applied up to that bundle. A delta whose base has no state, or a damaged
+// one, rebuilds it from the chain's bundles and writes the same bytes.
+func TestDeltaRecordState(t *testing.T) {
+	f := getFixture(t)
+	target := filepath.Join(t.TempDir(), "target")
+	for _, r := range []exportapi.Run{f.run0, f.run01, f.runDelta12} {
+		applyOK(t, target, mirror.ApplyOptions{}, archiveOf(r))
+		ts, err := mirror.ReadState(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := entries(t, ts.Dir())
+		st, err := mirror.OpenRecordState(filepath.Join(filepath.Dir(archiveOf(r)), mirror.RecordStateFile))
+		if err != nil || st == nil {
+			t.Fatalf("run %s: no record state: %v", r.ID, err)
+		}
+		if st.Header().RunID != r.ID || st.Len() != len(want) {
+			t.Fatalf("run %s: state of %s with %d entries, the applied chain has %d", r.ID, st.Header().RunID, st.Len(), len(want))
+		}
+		for i, w := range want {
+			if e, err := st.Entry(i); err != nil || e != w {
+				t.Fatalf("run %s: state entry %d = %+v (%v), applied %+v", r.ID, i, e, err, w)
+			}
+		}
+		st.Close()
+	}
+
+	// The same chain in another ledger, with the states taken away or
+	// damaged before each delta.
+	e, err := newEngine(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(p, snap string) engine.SubmitRequest {
+		return engine.SubmitRequest{Profile: p, Sources: sources(snap), SkipInvalid: true}
+	}
+	full, err := runEngine(e, req("mirror:full", f.t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(filepath.Dir(archiveOf(full)), mirror.RecordStateFile))
+	d1, err := runEngine(e, req("mirror:delta", f.t1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := filepath.Join(filepath.Dir(archiveOf(d1)), mirror.RecordStateFile)
+	b, err := os.ReadFile(sp)
+	if err != nil {
+		t.Fatalf("a delta built without its base's state wrote none: %v", err)
+	}
+	b[len(b)/3] ^= 0x10
+	os.WriteFile(sp, b, 0o644)
+	d2, err := runEngine(e, req("mirror:delta", f.t2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][2]string{{archiveOf(d1), f.delta01}, {archiveOf(d2), f.delta12}} {
+		x, _ := os.ReadFile(c[0])
+		y, _ := os.ReadFile(c[1])
+		if !bytes.Equal(x, y) {
+			t.Fatalf("%s built from the bundles differs from %s built from the record state", filepath.Base(c[0]), filepath.Base(c[1]))
+		}
+	}
 }

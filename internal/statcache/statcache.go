@@ -28,6 +28,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/stellaops/stella/internal/mmapfile"
 )
 
 // Stat is the part of a file's status that a change to the file changes.
@@ -45,13 +47,10 @@ type Key [16]byte
 
 // KeyOf computes the key of a document.
 func KeyOf(source, path string) Key {
-	h := sha256.New()
-	h.Write([]byte(source))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	var k Key
-	copy(k[:], h.Sum(nil))
-	return k
+	var buf [512]byte
+	b := append(append(append(buf[:0], source...), 0), path...)
+	sum := sha256.Sum256(b)
+	return Key(sum[:16])
 }
 
 const (
@@ -169,8 +168,8 @@ func Open(path string) (*Cache, error) {
 	if _, err := io.ReadFull(f, head); err != nil || string(head) != magic {
 		return nil, fmt.Errorf("statcache: %s is not a stat cache", path)
 	}
-	data, unmap, err := mapFile(f)
-	if err != nil || data == nil {
+	data, unmap, err := mmapfile.Map(f)
+	if err != nil {
 		return nil, err
 	}
 	data = data[len(magic):]
@@ -205,10 +204,14 @@ func (c *Cache) Entry(i int) (key, rec []byte) {
 
 // LookupIndex is Lookup that also returns the entry's index.
 func (c *Cache) LookupIndex(source, path string, st Stat) (digest string, i int, ok bool) {
+	return c.LookupKey(KeyOf(source, path), st)
+}
+
+// LookupKey is LookupIndex by the document's key (KeyOf).
+func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
 	if c == nil {
 		return "", -1, false
 	}
-	k := KeyOf(source, path)
 	lo, hi := c.window(k)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -233,20 +236,26 @@ func (c *Cache) LookupIndex(source, path string, st Stat) (digest string, i int,
 	return "", -1, false
 }
 
-// window narrows the search for k: keys are uniform hashes, so an entry
-// sits near n·k/2^64; a window that does not hold it is widened to all.
+// window narrows the search for k among the entries.
 func (c *Cache) window(k Key) (lo, hi int) {
-	n := len(c.data) / recordSize
+	return SearchWindow(k, len(c.data)/recordSize, func(i int) []byte { return c.data[i*recordSize : i*recordSize+16] })
+}
+
+// SearchWindow narrows a search for k among n sorted keys that are uniform
+// hashes (keyAt(i) is the i-th; only its first 16 bytes are compared): an
+// entry sits near n·k/2^64, so [lo, hi) is a window around that place, or
+// all of [0, n) when the window cannot hold k.
+func SearchWindow(k Key, n int, keyAt func(i int) []byte) (lo, hi int) {
 	if n < 64 {
 		return 0, n
 	}
 	guess, _ := bits.Mul64(binary.BigEndian.Uint64(k[:8]), uint64(n))
 	const w = 2048 // several standard deviations (√n) for any n this cache holds
 	lo, hi = max(int(guess)-w, 0), min(int(guess)+w, n)
-	if lo > 0 && bytes.Compare(k[:], c.data[lo*recordSize:lo*recordSize+16]) < 0 {
+	if lo > 0 && bytes.Compare(k[:], keyAt(lo)[:16]) < 0 {
 		lo = 0
 	}
-	if hi < n && bytes.Compare(k[:], c.data[(hi-1)*recordSize:(hi-1)*recordSize+16]) > 0 {
+	if hi < n && bytes.Compare(k[:], keyAt(hi - 1)[:16]) > 0 {
 		hi = n
 	}
 	return lo, hi

@@ -2,6 +2,7 @@ package statcache
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -169,5 +170,66 @@ func TestWindowWidens(t *testing.T) {
 		if i < lo || i >= hi {
 			t.Fatalf("entry %d outside its window [%d, %d)", i, lo, hi)
 		}
+	}
+}
+
+func TestDocListRoundTripAndDamage(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "docs")
+	w, err := CreateDocList(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type doc struct {
+		src, path string
+		sum       [32]byte
+		key       Key
+	}
+	var want []doc
+	for i := 0; i < 1000; i++ {
+		d := doc{src: fmt.Sprintf("s%d", i/400), path: fmt.Sprintf("dir/%04d.json", i)}
+		d.sum = sha256.Sum256([]byte(d.path))
+		d.key = KeyOf(d.src, d.path)
+		want = append(want, d)
+		if err := w.Add([]byte(d.src), []byte(d.path), &d.sum, &d.key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenDocList(p)
+	if err != nil || l == nil {
+		t.Fatalf("open: %v", err)
+	}
+	for i := 0; ; i++ {
+		src, path, sum, key, ok, err := l.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			if i != len(want) {
+				t.Fatalf("%d documents, want %d", i, len(want))
+			}
+			break
+		}
+		if w := want[i]; string(src) != w.src || string(path) != w.path || *sum != w.sum || *key != w.key {
+			t.Fatalf("document %d: %s %s", i, src, path)
+		}
+	}
+	l.Close()
+	good, _ := os.ReadFile(p)
+	for name, b := range map[string][]byte{
+		"flipped": func() []byte { b := bytes.Clone(good); b[len(b)/2] ^= 4; return b }(),
+		"cut":     good[:len(good)-30],
+		"empty":   {},
+	} {
+		os.WriteFile(p, b, 0o644)
+		if l, err := OpenDocList(p); err == nil {
+			l.Close()
+			t.Errorf("%s: opened", name)
+		}
+	}
+	if l, err := OpenDocList(filepath.Join(t.TempDir(), "none")); l != nil || err != nil {
+		t.Fatalf("missing: %v %v", l, err)
 	}
 }

@@ -37,13 +37,13 @@ type adapter struct {
 	idx    *extsort.Sorter
 	header mirror.IndexHeader
 
-	// delta: base finding entries, read forward as the evaluations stream comes in id order
-	baseFind     *mirror.IndexReader
-	baseFindCur  mirror.Entry
-	baseFindOK   bool
-	baseFindDone bool
-	basePolicy   map[string]mirror.Entry
-	closers      []io.Closer
+	// delta: the base's finding entries [baseFind, baseFindEnd) of its
+	// state, walked forward as the evaluations stream comes in id order,
+	// and its policy entries
+	baseFind, baseFindEnd int
+	basePolicy            map[string]mirror.Entry
+	// the record state after this bundle (the next delta's base)
+	state *mirror.RecordStateWriter
 
 	delta *exportapi.Delta
 	buf   []byte
@@ -87,74 +87,53 @@ func newAdapter(ac engine.AdapterContext) (engine.Adapter, error) {
 	sort.Strings(inc)
 	a := &adapter{ac: ac, st: st, layout: layout, idx: extsort.New(filepath.Join(st.tmp, "index"), budget),
 		header: mirror.IndexHeader{Compression: mirror.Compression{Codec: string(ac.Codec), Level: ac.Level}, Include: inc}}
+	var base *mirror.RecordState
 	if st.base != nil {
 		if err := a.openBase(); err != nil {
 			return nil, err
 		}
 		a.spool = extsort.New(filepath.Join(st.tmp, "spool"), budget)
 		a.drop = map[string]bool{}
+		base = st.base.state
+	}
+	if ac.SideFile != nil {
+		// The state after this bundle, for the next delta of the chain: this
+		// version wrote the whole chain if it wrote the base's.
+		h := mirror.RecordStateHeader{RunID: ac.Run.ID, Index: a.header, ChainVersion: st.version}
+		if st.base != nil && !st.base.skip {
+			h.ChainVersion = ""
+		}
+		w, err := mirror.CreateRecordState(ac.SideFile(mirror.RecordStateFile), filepath.Join(st.tmp, "state"), budget, h, base)
+		if err != nil {
+			return nil, xerr.Wrap(xerr.Internal, err, "mirror state")
+		}
+		a.state = w
 	}
 	return a, nil
 }
 
 func (a *adapter) openBase() error {
+	st := a.st.base.state
 	a.basePolicy = map[string]mirror.Entry{}
-	fp := filepath.Join(a.st.base.dir, filepath.FromSlash(mirror.IndexPath("findings")))
-	pf, err := os.Open(fp)
-	if err != nil {
-		return baseMissing("base findings index: %v", err)
-	}
-	defer pf.Close()
-	it, err := mirror.OpenIndex(pf)
-	if err != nil {
-		return baseMissing("base findings index: %v", err)
-	}
-	for {
-		e, ok, err := it.Next()
+	from, to := st.Range(mirror.KindPolicy)
+	for i := from; i < to; i++ {
+		e, err := st.Entry(i)
 		if err != nil {
 			return baseMissing("base state: %v", err)
 		}
-		if !ok {
-			break
-		}
-		if e.Kind == mirror.KindPolicy {
-			a.basePolicy[e.ID] = e
-		}
+		a.basePolicy[e.ID] = e
 	}
-	f, err := os.Open(fp)
-	if err != nil {
-		return baseMissing("base findings index: %v", err)
-	}
-	a.closers = append(a.closers, f)
-	r, err := mirror.OpenIndex(f)
-	if err != nil {
-		return baseMissing("base findings index: %v", err)
-	}
-	a.baseFind = r
-	a.nextBaseFinding()
+	a.baseFind, a.baseFindEnd = st.Range(mirror.KindFinding)
 	return nil
-}
-
-func (a *adapter) nextBaseFinding() {
-	if a.baseFindDone {
-		a.baseFindOK = false
-		return
-	}
-	e, ok, err := a.baseFind.Next()
-	if err != nil || !ok || e.Kind != mirror.KindFinding {
-		a.baseFindDone, a.baseFindOK = true, false
-		return
-	}
-	a.baseFindCur, a.baseFindOK = e, true
 }
 
 // baseFinding returns the base's entry of a finding id (ids come in order).
 func (a *adapter) baseFinding(id string) (mirror.Entry, bool) {
-	for a.baseFindOK && a.baseFindCur.ID < id {
-		a.nextBaseFinding()
-	}
-	if a.baseFindOK && a.baseFindCur.ID == id {
-		return a.baseFindCur, true
+	st := a.st.base.state
+	a.baseFind = min(st.Search(mirror.KindFinding, id, a.baseFind), a.baseFindEnd)
+	if a.baseFind < a.baseFindEnd && st.Is(a.baseFind, mirror.KindFinding, id) {
+		e, err := st.Entry(a.baseFind)
+		return e, err == nil
 	}
 	return mirror.Entry{}, false
 }
@@ -358,8 +337,11 @@ func (it *currentIter) close() {
 // the tombstones), then the README.
 func (a *adapter) Finish() error {
 	defer func() {
-		for _, c := range a.closers {
-			c.Close()
+		if a.state != nil {
+			a.state.Abort() // a no-op after Close
+		}
+		if a.st.base != nil {
+			a.st.base.state.Close()
 		}
 		a.idx.Close()
 	}()
@@ -385,6 +367,11 @@ func (a *adapter) Finish() error {
 			if err := iw.add(c.entry); err != nil {
 				return err
 			}
+			if a.state != nil {
+				if err := a.state.Add(c.entry); err != nil {
+					return err
+				}
+			}
 		}
 	} else if err := a.classify(it.ch, iw); err != nil {
 		return err
@@ -394,6 +381,11 @@ func (a *adapter) Finish() error {
 	}
 	if err := iw.close(); err != nil {
 		return err
+	}
+	if a.state != nil {
+		if err := a.state.Close(); err != nil {
+			return xerr.Wrap(xerr.Internal, err, "mirror state")
+		}
 	}
 	if a.spool != nil {
 		if err := a.replay(); err != nil {
@@ -407,17 +399,15 @@ func (a *adapter) Finish() error {
 }
 
 // classify compares the records of this run with the base state: added,
-// changed, unchanged, removed. Both streams come in (kind, id) order.
+// changed, unchanged, removed. Both come in (kind, id) order. Base entries
+// whose documents were found unchanged are passed over without being
+// decoded; the others are this run's records, or removed. The state after
+// this bundle is written as it goes: runs of base entries that stay are
+// copied, and this run's added and changed entries put in between.
 func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
 	b := a.st.base
-	bit := mirror.OpenIndexes(b.dir)
-	defer bit.Close()
-	nextBase := func() (mirror.Entry, bool, error) { return bit.Next() }
-	be, bok, err := nextBase()
-	if err != nil {
-		return err
-	}
-	c, cok := <-cur
+	st := b.state
+	n := st.Len()
 	d := &exportapi.Delta{Added: []string{}, Changed: []string{}, Removed: []string{}}
 	var tombs []mirror.Tombstone
 	withdrawnNow := func(e mirror.Entry, base *mirror.Entry) {
@@ -429,71 +419,105 @@ func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
 			tombs = append(tombs, t)
 		}
 	}
-	for bok || cok {
-		var cmp int
-		switch {
-		case !bok:
-			cmp = 1
-		case !cok:
-			cmp = -1
-		default:
-			cmp = mirror.Compare(be.Kind, be.ID, c.kind, c.id)
+	pos := 0  // the next base entry to classify
+	keep := 0 // base entries [keep, pos) stay in the state after this bundle
+	// replace ends the run of base entries that stay at i; entry i does
+	// not stay, and e (when set) takes its place in the new state.
+	replace := func(i int, e *mirror.Entry) error {
+		if a.state == nil {
+			return nil
 		}
-		switch {
-		case cmp < 0: // only in the base
-			if !b.seenEntry(be) {
-				d.Removed = append(d.Removed, be.Key())
-				tombs = append(tombs, mirror.Tombstone{Kind: be.Kind, ID: be.ID, Reason: mirror.ReasonRemoved, Digest: be.Digest,
-					File: be.File, Source: be.Source, Path: be.Path})
+		if err := a.state.Copy(keep, i); err != nil {
+			return err
+		}
+		keep = i + 1
+		if e == nil {
+			return nil
+		}
+		return a.state.Add(*e)
+	}
+	// baseOnly classifies the base entries before to that this run has no
+	// record for: unchanged when their documents were, removed otherwise.
+	baseOnly := func(to int) error {
+		for i := b.nextUnseen(pos, to); i < to; i = b.nextUnseen(i+1, to) {
+			be, err := st.Entry(i)
+			if err != nil {
+				return baseMissing("base state: %v", err)
 			}
-			if be, bok, err = nextBase(); err != nil {
+			d.Removed = append(d.Removed, be.Key())
+			tombs = append(tombs, mirror.Tombstone{Kind: be.Kind, ID: be.ID, Reason: mirror.ReasonRemoved, Digest: be.Digest,
+				File: be.File, Source: be.Source, Path: be.Path})
+			if err := replace(i, nil); err != nil {
 				return err
 			}
-		case cmp > 0: // only in this run
+		}
+		pos = to
+		return nil
+	}
+	for c := range cur {
+		j := st.Search(c.kind, c.id, pos)
+		if err := baseOnly(j); err != nil {
+			return err
+		}
+		if !st.Is(j, c.kind, c.id) { // only in this run
 			if c.written {
 				d.Added = append(d.Added, c.entry.Key())
 				withdrawnNow(c.entry, nil)
 				if err := iw.add(c.entry); err != nil {
 					return err
 				}
+				if err := replace(j, &c.entry); err != nil {
+					return err
+				}
+				keep = j // entry j was not replaced: the new entry goes before it
 			} else if c.same {
 				return fmt.Errorf("internal: %s:%s marked unchanged but not in the base", c.kind, c.id)
 			}
-			c, cok = <-cur
-		default: // in both
-			dup := c.written && b.seenEntry(be)
-			if dup {
-				// The base's unchanged document and a new one share the id: as
-				// in a full run, the first by source and path is kept.
-				keepNew := c.entry.Source < be.Source || (c.entry.Source == be.Source && c.entry.Path < be.Path)
-				kept, left := be, c.entry
-				if keepNew {
-					kept, left = c.entry, be
-				}
-				reason := fmt.Sprintf("duplicate %s id %q: also in source %q at %s (kept)", c.kind, c.id, kept.Source, kept.Path)
-				if !a.ac.Run.SkipInvalid {
-					return xerr.New(xerr.InvalidInput, "source %q: %s: %s", left.Source, left.Path, reason).
-						WithHint("remove one of the two documents, narrow the run with --selector source=…, or rerun with --skip-invalid to keep the first")
-				}
-				a.skipped = append(a.skipped, exportapi.Skipped{Source: left.Source, Path: left.Path, Reason: reason})
-				if !keepNew {
-					a.drop[c.entry.Source+"\x00"+c.entry.Path] = true
-				}
-				dup = !keepNew
+			continue
+		}
+		// In both.
+		be, err := st.Entry(j)
+		if err != nil {
+			return baseMissing("base state: %v", err)
+		}
+		pos = j + 1
+		dup := c.written && b.isSeen(j)
+		if dup {
+			// The base's unchanged document and a new one share the id: as
+			// in a full run, the first by source and path is kept.
+			keepNew := c.entry.Source < be.Source || (c.entry.Source == be.Source && c.entry.Path < be.Path)
+			kept, left := be, c.entry
+			if keepNew {
+				kept, left = c.entry, be
 			}
-			switch {
-			case dup: // the base's record stays
-			case c.written:
-				d.Changed = append(d.Changed, c.entry.Key())
-				withdrawnNow(c.entry, &be)
-				if err := iw.add(c.entry); err != nil {
-					return err
-				}
+			reason := fmt.Sprintf("duplicate %s id %q: also in source %q at %s (kept)", c.kind, c.id, kept.Source, kept.Path)
+			if !a.ac.Run.SkipInvalid {
+				return xerr.New(xerr.InvalidInput, "source %q: %s: %s", left.Source, left.Path, reason).
+					WithHint("remove one of the two documents, narrow the run with --selector source=…, or rerun with --skip-invalid to keep the first")
 			}
-			if be, bok, err = nextBase(); err != nil {
+			a.skipped = append(a.skipped, exportapi.Skipped{Source: left.Source, Path: left.Path, Reason: reason})
+			if !keepNew {
+				a.drop[c.entry.Source+"\x00"+c.entry.Path] = true
+			}
+			dup = !keepNew
+		}
+		if !dup && c.written { // changed (otherwise the base's record stays)
+			d.Changed = append(d.Changed, c.entry.Key())
+			withdrawnNow(c.entry, &be)
+			if err := iw.add(c.entry); err != nil {
 				return err
 			}
-			c, cok = <-cur
+			if err := replace(j, &c.entry); err != nil {
+				return err
+			}
+		}
+	}
+	if err := baseOnly(n); err != nil {
+		return err
+	}
+	if a.state != nil {
+		if err := a.state.Copy(keep, n); err != nil {
+			return err
 		}
 	}
 	for _, l := range [][]string{d.Added, d.Changed, d.Removed} {

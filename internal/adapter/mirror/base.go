@@ -2,13 +2,12 @@ package mirror
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,60 +32,36 @@ type runState struct {
 	validity time.Duration
 	tmp      string
 	budget   int
+	version  string     // of this binary
 	base     *baseState // deltas only
 }
 
 // baseState is the record state after the base bundle: the folded indexes
-// of the chain from its last full bundle up to the base.
+// of the chain from its last full bundle up to the base, as a mirror
+// record state (the base run's own, or one rebuilt from the chain's
+// bundles when it has none).
 type baseState struct {
 	runID          string
-	dir            string // a mirror root holding the folded indexes/
 	manifest       *exportapi.Manifest
 	manifestDigest string
 	header         mirror.IndexHeader
 	// skip is set when every bundle of the chain was written by this
 	// binary version: then a document with the same source, path and digest
 	// as a base record gives the same record lines and need not be parsed.
-	skip bool
-	fps  []fingerprint // sorted, of the advisory, vex and sbom records
+	skip  bool
+	state *mirror.RecordState
+	// seen marks the entries whose documents were found unchanged.
 	seen []atomic.Uint64
-}
-
-// fingerprint is the first 128 bits of sha256(source \0 path \0 digest).
-type fingerprint struct{ hi, lo uint64 }
-
-func docFingerprint(source, path, digest string) fingerprint {
-	buf := make([]byte, 0, len(source)+len(path)+len(digest)+2)
-	buf = append(append(append(append(append(buf, source...), 0), path...), 0), digest...)
-	sum := sha256.Sum256(buf)
-	return fingerprint{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:16])}
-}
-
-func (f fingerprint) cmp(g fingerprint) int {
-	switch {
-	case f.hi != g.hi:
-		return cmp.Compare(f.hi, g.hi)
-	default:
-		return cmp.Compare(f.lo, g.lo)
-	}
-}
-
-func (b *baseState) find(f fingerprint) int {
-	i, ok := slices.BinarySearchFunc(b.fps, f, fingerprint.cmp)
-	if !ok {
-		return -1
-	}
-	return i
 }
 
 // SkipUnchanged implements engine.DocSkipper: a document that the base
 // holds with the same source, path and digest is unchanged.
-func (s *runState) SkipUnchanged(source, path, digest string) bool {
+func (s *runState) SkipUnchanged(doc engine.DocRef) bool {
 	b := s.base
 	if b == nil || !b.skip {
 		return false
 	}
-	i := b.find(docFingerprint(source, path, digest))
+	i := b.state.Find(doc.Key, doc.Digest)
 	if i < 0 {
 		return false
 	}
@@ -94,19 +69,22 @@ func (s *runState) SkipUnchanged(source, path, digest string) bool {
 	return true
 }
 
-// seenEntry reports whether a base record's document was found unchanged.
-func (b *baseState) seenEntry(e mirror.Entry) bool {
-	if !b.skip || !fingerprinted(e.Kind) {
-		return false
-	}
-	i := b.find(docFingerprint(e.Source, e.Path, e.Digest))
-	return i >= 0 && b.seen[i/64].Load()&(1<<(i%64)) != 0
-}
+// isSeen reports whether base entry i's document was found unchanged.
+func (b *baseState) isSeen(i int) bool { return b.seen[i/64].Load()&(1<<(i%64)) != 0 }
 
-// fingerprinted kinds are one record per document, so their documents can
-// be skipped when unchanged; findings and policy snapshots are always read.
-func fingerprinted(kind string) bool {
-	return kind == mirror.KindAdvisory || kind == mirror.KindVEX || kind == mirror.KindSBOM
+// nextUnseen returns the first entry in [i, to) whose document was not
+// found unchanged, or to.
+func (b *baseState) nextUnseen(i, to int) int {
+	for i < to {
+		w := ^b.seen[i/64].Load() >> (i % 64)
+		if w == 0 {
+			i = (i/64 + 1) * 64
+			continue
+		}
+		i += bits.TrailingZeros64(w)
+		break
+	}
+	return min(i, to)
 }
 
 // begin runs before the evidence is read.
@@ -116,7 +94,7 @@ func begin(ctx context.Context, bc engine.BeginContext) (any, error) {
 		return nil, err
 	}
 	st := &runState{variant: bc.Profile.Spec.Variant, sequence: Sequence(bc.Run), validity: v,
-		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget}
+		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget, version: bc.Version}
 	if st.sequence <= 0 {
 		return nil, xerr.New(xerr.Internal, "mirror run %s has no sequence (submitted by an older stella?)", bc.Run.ID).
 			WithHint("submit the run again")
@@ -139,9 +117,11 @@ func begin(ctx context.Context, bc engine.BeginContext) (any, error) {
 	return st, nil
 }
 
-// loadBase reads the indexes of every bundle from the chain's last full
-// bundle up to the base, checks the chain links, and folds them into the
-// base's record state.
+// loadBase opens the record state after the base: the base run's mirror
+// state, or, when it has none (or a damaged one), the state rebuilt from
+// the indexes of every bundle from the chain's last full bundle up to the
+// base, with the chain links checked. Either way the base bundle itself is
+// checked against the ledger's sha256 and its export.json read.
 func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseState, error) {
 	baseRun, err := bc.Ledger.Run(ctx, bc.Run.BaseRunID)
 	if err != nil {
@@ -150,6 +130,59 @@ func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseSta
 		}
 		return nil, err
 	}
+	art, err := bundleArtifact(baseRun)
+	if err != nil {
+		return nil, err
+	}
+	st, err := mirror.OpenRecordState(filepath.Join(filepath.Dir(art.Path), mirror.RecordStateFile))
+	if err == nil && st != nil && st.Header().RunID != baseRun.ID {
+		st.Close()
+		err = fmt.Errorf("it belongs to run %s", st.Header().RunID)
+	}
+	var bs *baseState
+	if err == nil && st != nil {
+		m, raw, err := readBaseBundle(baseRun, "")
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		h := st.Header()
+		bs = &baseState{runID: baseRun.ID, manifest: m, manifestDigest: digestOf(raw), header: h.Index,
+			skip: h.ChainVersion == bc.Version, state: st}
+	} else {
+		if err != nil {
+			bc.Log.Warn("mirror.base_state_unreadable", "runId", bc.Run.ID, "base", baseRun.ID, "err", err.Error())
+		}
+		if bs, err = rebuildBase(ctx, bc, baseRun, tmp); err != nil {
+			return nil, err
+		}
+	}
+	bs.seen = make([]atomic.Uint64, (bs.state.Len()+63)/64)
+	// A delta must select what its base selected, or its lists would be
+	// differences of selection rather than of evidence.
+	want := slices.Clone(bc.Profile.Spec.Include)
+	sort.Strings(want)
+	have := slices.Clone(bs.header.Include)
+	sort.Strings(have)
+	if !slices.Equal(want, have) {
+		bs.state.Close()
+		return nil, xerr.New(xerr.InvalidInput, "this delta includes %v but its base chain includes %v", want, have).
+			WithHint("use a delta profile with the same include list as the chain's full profile, or start a new chain with mirror:full")
+	}
+	a, _ := canon.Marshal(bs.manifest.Selectors)
+	b, _ := canon.Marshal(bc.Run.Selectors)
+	if !bytes.Equal(a, b) {
+		bs.state.Close()
+		return nil, xerr.New(xerr.InvalidInput, "this delta's selectors %s differ from its base's %s", b, a).
+			WithHint("use the same --selector values as the chain's full run, or start a new chain with mirror:full")
+	}
+	return bs, nil
+}
+
+// rebuildBase reads the indexes of every bundle from the chain's last full
+// bundle up to the base, checks the chain links, and folds them into a
+// record state in tmp.
+func rebuildBase(ctx context.Context, bc engine.BeginContext, baseRun exportapi.Run, tmp string) (*baseState, error) {
 	runs, err := chainRuns(ctx, bc.Ledger, baseRun)
 	if err != nil {
 		return nil, err
@@ -159,7 +192,7 @@ func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseSta
 		manifests []*exportapi.Manifest
 		digests   []string
 	)
-	sameVersion := true
+	chainVersion := ""
 	for i, r := range runs {
 		dir := filepath.Join(tmp, fmt.Sprintf("base-%d", i))
 		m, raw, err := readBaseBundle(r, dir)
@@ -175,8 +208,10 @@ func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseSta
 				return nil, baseMissing("the mirror chain is broken at run %s: its base is not run %s (sequence/baseManifestDigest differ)", r.ID, runs[i-1].ID)
 			}
 		}
-		if m.Version != bc.Version {
-			sameVersion = false
+		if i == 0 {
+			chainVersion = m.Version
+		} else if m.Version != chainVersion {
+			chainVersion = ""
 		}
 		dirs, manifests, digests = append(dirs, dir), append(manifests, m), append(digests, d)
 	}
@@ -196,41 +231,39 @@ func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseSta
 		}
 		cur = out
 	}
-	last := manifests[len(manifests)-1]
-	// A delta must select what its base selected, or its lists would be
-	// differences of selection rather than of evidence.
-	want := slices.Clone(bc.Profile.Spec.Include)
-	sort.Strings(want)
-	have := slices.Clone(h.Include)
-	sort.Strings(have)
-	if !slices.Equal(want, have) {
-		return nil, xerr.New(xerr.InvalidInput, "this delta includes %v but its base chain includes %v", want, have).
-			WithHint("use a delta profile with the same include list as the chain's full profile, or start a new chain with mirror:full")
+	h.Index = ""
+	path := filepath.Join(tmp, "base"+mirror.RecordStateFile)
+	w, err := mirror.CreateRecordState(path, filepath.Join(tmp, "base-state"), bc.SortBudget/4,
+		mirror.RecordStateHeader{RunID: baseRun.ID, Index: h, ChainVersion: chainVersion}, nil)
+	if err != nil {
+		return nil, xerr.Wrap(xerr.Internal, err, "mirror base state")
 	}
-	a, _ := canon.Marshal(last.Selectors)
-	b, _ := canon.Marshal(bc.Run.Selectors)
-	if !bytes.Equal(a, b) {
-		return nil, xerr.New(xerr.InvalidInput, "this delta's selectors %s differ from its base's %s", b, a).
-			WithHint("use the same --selector values as the chain's full run, or start a new chain with mirror:full")
-	}
-	bs := &baseState{runID: baseRun.ID, dir: cur, manifest: last, manifestDigest: digests[len(digests)-1], header: h, skip: sameVersion}
 	it := mirror.OpenIndexes(cur)
 	defer it.Close()
 	for {
 		e, ok, err := it.Next()
 		if err != nil {
+			w.Abort()
 			return nil, baseMissing("base state: %v", err)
 		}
 		if !ok {
 			break
 		}
-		if fingerprinted(e.Kind) {
-			bs.fps = append(bs.fps, docFingerprint(e.Source, e.Path, e.Digest))
+		if err := w.Add(e); err != nil {
+			w.Abort()
+			return nil, baseMissing("base state: %v", err)
 		}
 	}
-	slices.SortFunc(bs.fps, fingerprint.cmp)
-	bs.seen = make([]atomic.Uint64, (len(bs.fps)+63)/64)
-	return bs, nil
+	if err := w.Close(); err != nil {
+		return nil, xerr.Wrap(xerr.Internal, err, "mirror base state")
+	}
+	st, err := mirror.OpenRecordState(path)
+	if err != nil || st == nil {
+		return nil, xerr.Wrap(xerr.Internal, err, "mirror base state")
+	}
+	last := len(runs) - 1
+	return &baseState{runID: baseRun.ID, manifest: manifests[last], manifestDigest: digests[last], header: h,
+		skip: chainVersion == bc.Version, state: st}, nil
 }
 
 func removedSet(dir string) (map[string]bool, error) {
@@ -252,8 +285,9 @@ func removedSet(dir string) (map[string]bool, error) {
 	return out, nil
 }
 
-// readBaseBundle extracts export.json, the indexes and the tombstones of a
-// run's bundle into dir, checking the archive against the ledger's sha256.
+// readBaseBundle reads export.json of a run's bundle and, when dir is set,
+// extracts its indexes and tombstones into dir, checking the archive
+// against the ledger's sha256.
 func readBaseBundle(r exportapi.Run, dir string) (*exportapi.Manifest, []byte, error) {
 	art, err := bundleArtifact(r)
 	if err != nil {
@@ -273,7 +307,7 @@ func readBaseBundle(r exportapi.Run, dir string) (*exportapi.Manifest, []byte, e
 			b, err := io.ReadAll(io.LimitReader(body, 64<<20))
 			raw = b
 			return err
-		case strings.HasPrefix(rel, "indexes/"):
+		case dir != "" && strings.HasPrefix(rel, "indexes/"):
 			p := filepath.Join(dir, filepath.FromSlash(rel))
 			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 				return err

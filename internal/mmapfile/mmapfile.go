@@ -1,0 +1,20 @@
+// Package mmapfile maps a whole file read-only into memory (read into the
+// heap where the platform cannot map files), for the run caches that are
+// looked up in place: the stat cache and the mirror state.
+package mmapfile
+
+import "os"
+
+// Map returns the bytes of f and a function that releases them. An empty
+// file gives no bytes. Mapped is false when the bytes were read instead
+// (platforms without mmap).
+func Map(f *os.File) (data []byte, release func() error, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi.Size() == 0 {
+		return nil, func() error { return nil }, nil
+	}
+	return mapFile(f, fi.Size())
+}
