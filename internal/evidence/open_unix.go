@@ -21,10 +21,17 @@ type regularFile struct {
 // FIFO, a device, replaced since it was listed) is refused with notRegular
 // without blocking.
 func openRegular(p string) (*regularFile, error) {
+	return openWith(p, func() (int, error) {
+		return syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	})
+}
+
+// openWith is openRegular with the file (p) opened by open.
+func openWith(p string, open func() (int, error)) (*regularFile, error) {
 	var fd int
 	var err error
 	for {
-		fd, err = syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+		fd, err = open()
 		if err != syscall.EINTR {
 			break
 		}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -184,34 +185,59 @@ func (w *walker) readStat(rel string, r io.Reader, size int64, st statcache.Stat
 	return w.emitStat(rel, raw, st, hasStat)
 }
 
+// fileBatch is a run of candidate files of one folder, in lexical order.
+type fileBatch struct {
+	dir   string // the folder (OS path)
+	rel   string // its slash path relative to the source root ("" for the root)
+	names []string
+}
+
+// batchFiles is the most files handed to a reader at once.
+const batchFiles = 128
+
+func (b fileBatch) read(w *walker) error {
+	dfd := openDirFD(b.dir)
+	defer closeDirFD(dfd)
+	for _, name := range b.names {
+		rel := name
+		if b.rel != "" {
+			rel = b.rel + "/" + name
+		}
+		if err := w.readFile(dfd, name, b.dir+string(filepath.Separator)+name, rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // walkDir reads a folder source: with Readers > 1 the files are read by a
-// pool of goroutines while this one lists the folders.
+// pool of goroutines, a batch of a folder's files at a time, while this
+// one lists the folders.
 func (w *walker) walkDir() error {
 	if w.readers <= 1 {
-		return w.listDir(w.readFile)
+		return w.listDir(func(b fileBatch) error { return b.read(w) })
 	}
 	ctx, cancel := context.WithCancelCause(w.ctx)
 	defer cancel(nil)
-	type job struct{ p, rel string }
-	jobs := make(chan job, 8*w.readers)
+	jobs := make(chan fileBatch, 2*w.readers)
 	var wg sync.WaitGroup
 	for i := 0; i < w.readers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range jobs {
+			for b := range jobs {
 				if ctx.Err() != nil {
 					continue // drain after a failure
 				}
-				if err := w.readFile(j.p, j.rel); err != nil {
+				if err := b.read(w); err != nil {
 					cancel(err)
 				}
 			}
 		}()
 	}
-	err := w.listDir(func(p, rel string) error {
+	err := w.listDir(func(b fileBatch) error {
 		select {
-		case jobs <- job{p, rel}:
+		case jobs <- b:
 			return nil
 		case <-ctx.Done():
 			return context.Cause(ctx)
@@ -228,66 +254,111 @@ func (w *walker) walkDir() error {
 	return nil
 }
 
-// listDir walks a folder in lexical order and calls read for every
-// candidate document; other entries are reported or passed over here.
-func (w *walker) listDir(read func(p, rel string) error) error {
-	root := w.src.Path
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if cerr := w.ctx.Err(); cerr != nil {
-			return cerr
-		}
-		if p == root {
-			if err != nil {
-				return w.sourceErr("cannot read folder %q: %v", root, unwrapPathErr(err)).
-					WithHint("check that the folder is readable by this user")
-			}
-			return nil
-		}
-		rel, rerr := filepath.Rel(root, p)
-		if rerr != nil {
-			return w.sourceErr("cannot relate %q to the source root: %v", p, rerr)
-		}
-		rel = filepath.ToSlash(rel)
-		if hidden(d.Name()) || w.ex.match(rel) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if err != nil {
-			// A folder that cannot be listed, or an entry that vanished.
-			if ferr := w.docErr(rel, "", "unreadable: %v", unwrapPathErr(err)); ferr != nil {
-				return ferr
-			}
-			if d != nil && d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		switch t := d.Type(); {
-		case t.IsDir():
-			return nil
-		case t&fs.ModeSymlink != 0:
-			return w.docErr(rel, "", "symbolic link; links are not followed (replace it with the file, or exclude it)")
-		case !t.IsRegular():
-			return w.docErr(rel, "", "not a regular file (%s)", fileType(t))
-		}
-		if !IsCandidate(d.Name()) {
-			return nil
-		}
-		return read(p, rel)
-	})
+// dirent is a folder entry: its name and type bits.
+type dirent struct {
+	name string
+	typ  fs.FileMode
 }
 
-func (w *walker) readFile(p, rel string) error {
+// readDirents lists a folder in lexical order.
+func readDirents(dir string) ([]dirent, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dirent, len(ents))
+	for i, e := range ents {
+		out[i] = dirent{name: e.Name(), typ: e.Type()}
+	}
+	slices.SortFunc(out, func(a, b dirent) int { return strings.Compare(a.name, b.name) })
+	return out, nil
+}
+
+// listDir walks a folder depth-first in lexical order and hands emit its
+// candidate documents in batches; other entries are reported or passed
+// over here.
+func (w *walker) listDir(emit func(fileBatch) error) error {
+	root := w.src.Path
+	ents, err := readDirents(root)
+	if err != nil {
+		return w.sourceErr("cannot read folder %q: %v", root, unwrapPathErr(err)).
+			WithHint("check that the folder is readable by this user")
+	}
+	return w.listEntries(filepath.Clean(root), "", ents, emit)
+}
+
+func (w *walker) listEntries(dir, rel string, ents []dirent, emit func(fileBatch) error) error {
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := emit(fileBatch{dir: dir, rel: rel, names: batch})
+		batch = nil
+		return err
+	}
+	for _, e := range ents {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
+		erel := e.name
+		if rel != "" {
+			erel = rel + "/" + e.name
+		}
+		if hidden(e.name) || w.ex.match(erel) {
+			continue
+		}
+		switch t := e.typ; {
+		case t.IsDir():
+			if err := flush(); err != nil {
+				return err
+			}
+			sub := dir + string(filepath.Separator) + e.name
+			subEnts, err := readDirents(sub)
+			if err != nil {
+				// A folder that cannot be listed, or that vanished.
+				if ferr := w.docErr(erel, "", "unreadable: %v", unwrapPathErr(err)); ferr != nil {
+					return ferr
+				}
+				continue
+			}
+			if err := w.listEntries(sub, erel, subEnts, emit); err != nil {
+				return err
+			}
+		case t&fs.ModeSymlink != 0:
+			if err := w.docErr(erel, "", "symbolic link; links are not followed (replace it with the file, or exclude it)"); err != nil {
+				return err
+			}
+		case !t.IsRegular():
+			if err := w.docErr(erel, "", "not a regular file (%s)", fileType(t)); err != nil {
+				return err
+			}
+		case IsCandidate(e.name):
+			if batch = append(batch, e.name); len(batch) == batchFiles {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
+}
+
+// readFile reads the file p (name in the folder dfd, see openDirFD).
+func (w *walker) readFile(dfd int, name, p, rel string) error {
 	if w.unchanged != nil {
-		if st, ok := lstatRegular(p); ok {
+		if st, ok := lstatRegularAt(dfd, name, p); ok {
 			if digest, ok := w.unchanged(w.src.Name, rel, st); ok {
 				return w.fn(record.Document{Source: w.src.Name, Path: rel, Digest: digest, Stat: st, HasStat: true, Unchanged: true}, nil)
 			}
 		}
 	}
-	f, err := openRegular(p)
+	f, err := openRegularAt(dfd, name, p)
 	if err != nil {
 		var nr notRegular
 		if errors.As(err, &nr) { // replaced since the folder was listed

@@ -358,6 +358,7 @@ type RecordState struct {
 	blob    []byte // the entries
 	offs    []byte
 	docs    []byte
+	fence   *statcache.Fence // over docs
 	release func() error
 }
 
@@ -383,6 +384,7 @@ func OpenRecordState(path string) (*RecordState, error) {
 		return nil, fmt.Errorf("mirror state %s: %w", filepath.Base(path), err)
 	}
 	s.release = release
+	s.fence = statcache.NewFence(s.docCount(), s.docAt)
 	return s, nil
 }
 
@@ -544,20 +546,14 @@ func (s *RecordState) Find(k statcache.Key, digest string) int {
 		return -1
 	}
 	n := s.docCount()
-	lo, hi := statcache.SearchWindow(k, n, s.docAt)
-	var want [48]byte
-	copy(want[:16], k[:])
-	copy(want[16:], sum[:])
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if bytes.Compare(s.docAt(m)[:48], want[:]) < 0 {
-			lo = m + 1
-		} else {
-			hi = m
+	for i := s.fence.Search(k, s.docAt); i < n; i++ {
+		r := s.docAt(i)
+		if !bytes.Equal(r[:16], k[:]) {
+			break
 		}
-	}
-	if lo < n && bytes.Equal(s.docAt(lo)[:48], want[:]) {
-		return int(binary.LittleEndian.Uint32(s.docAt(lo)[48:]))
+		if bytes.Equal(r[16:48], sum[:]) {
+			return int(binary.LittleEndian.Uint32(r[48:]))
+		}
 	}
 	return -1
 }

@@ -168,17 +168,8 @@ func (c *Cache) IndexOf(k Key) int {
 	if c == nil {
 		return -1
 	}
-	lo, hi := c.window(k)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		switch bytes.Compare(c.data[m*recordSize:m*recordSize+16], k[:]) {
-		case 0:
-			return m
-		case -1:
-			lo = m + 1
-		default:
-			hi = m
-		}
+	if m := c.search(k); m < c.Len() && bytes.Equal(c.data[m*recordSize:m*recordSize+16], k[:]) {
+		return m
 	}
 	return -1
 }

@@ -151,6 +151,7 @@ func (w *Writer) Close() error {
 type Cache struct {
 	data  []byte // the records
 	unmap func() error
+	fence *Fence
 }
 
 // Open maps the cache at path; (nil, nil) when there is none or this
@@ -177,7 +178,9 @@ func Open(path string) (*Cache, error) {
 		unmap()
 		return nil, fmt.Errorf("statcache: %s is truncated", path)
 	}
-	return &Cache{data: data, unmap: unmap}, nil
+	c := &Cache{data: data, unmap: unmap}
+	c.fence = NewFence(c.Len(), func(i int) []byte { return c.data[i*recordSize : i*recordSize+16] })
+	return c, nil
 }
 
 // Close unmaps the file.
@@ -212,53 +215,76 @@ func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
 	if c == nil {
 		return "", -1, false
 	}
-	lo, hi := c.window(k)
+	m := c.search(k)
+	if m >= c.Len() {
+		return "", -1, false
+	}
+	r := c.data[m*recordSize : (m+1)*recordSize]
+	if !bytes.Equal(r[:16], k[:]) {
+		return "", -1, false
+	}
+	v := r[16:]
+	if int64(binary.BigEndian.Uint64(v[0:])) != st.Size ||
+		int64(binary.BigEndian.Uint64(v[8:])) != st.ModNs ||
+		int64(binary.BigEndian.Uint64(v[16:])) != st.ChangNs ||
+		binary.BigEndian.Uint64(v[24:]) != st.Ino ||
+		binary.BigEndian.Uint64(v[32:]) != st.Dev {
+		return "", -1, false
+	}
+	return "sha256:" + hex.EncodeToString(v[40:72]), m, true
+}
+
+// search returns the first entry whose key is not before k.
+func (c *Cache) search(k Key) int {
+	return c.fence.Search(k, func(i int) []byte { return c.data[i*recordSize : i*recordSize+16] })
+}
+
+// maxFenceBits bounds a Fence's table: 2^16 starts (256 KiB) whatever the
+// number of keys.
+const maxFenceBits = 16
+
+// Fence speeds up searches among sorted keys that are uniform hashes (the
+// stat cache's, the mirror state's document keys): it records where each
+// range of key prefixes starts, so a search looks at one small slice of
+// the keys — a few neighbouring cache lines — instead of bisecting the
+// whole array and missing the cache at every step.
+type Fence struct {
+	n     int
+	shift uint     // 64 - prefix bits
+	start []uint32 // start[j]: the first key whose prefix is >= j
+}
+
+// NewFence reads the first 8 bytes of every key once (keyAt(i) is the
+// i-th of n sorted keys).
+func NewFence(n int, keyAt func(i int) []byte) *Fence {
+	b := min(max(bits.Len(uint(n))-1, 1), maxFenceBits)
+	f := &Fence{n: n, shift: uint(64 - b), start: make([]uint32, (1<<b)+1)}
+	j := 0
+	for i := 0; i < n; i++ {
+		for p := int(binary.BigEndian.Uint64(keyAt(i)[:8]) >> f.shift); j <= p; j++ {
+			f.start[j] = uint32(i)
+		}
+	}
+	for ; j < len(f.start); j++ {
+		f.start[j] = uint32(n)
+	}
+	return f
+}
+
+// Search returns the first key (keyAt(i) is the i-th; only its first 16
+// bytes count) that is not before k, or n.
+func (f *Fence) Search(k Key, keyAt func(i int) []byte) int {
+	p := binary.BigEndian.Uint64(k[:8]) >> f.shift
+	lo, hi := int(f.start[p]), int(f.start[p+1])
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		r := c.data[m*recordSize:]
-		switch bytes.Compare(r[:16], k[:]) {
-		case 0:
-			v := r[16:recordSize]
-			if int64(binary.BigEndian.Uint64(v[0:])) != st.Size ||
-				int64(binary.BigEndian.Uint64(v[8:])) != st.ModNs ||
-				int64(binary.BigEndian.Uint64(v[16:])) != st.ChangNs ||
-				binary.BigEndian.Uint64(v[24:]) != st.Ino ||
-				binary.BigEndian.Uint64(v[32:]) != st.Dev {
-				return "", -1, false
-			}
-			return "sha256:" + hex.EncodeToString(v[40:72]), m, true
-		case -1:
+		if bytes.Compare(keyAt(m)[:16], k[:]) < 0 {
 			lo = m + 1
-		default:
+		} else {
 			hi = m
 		}
 	}
-	return "", -1, false
-}
-
-// window narrows the search for k among the entries.
-func (c *Cache) window(k Key) (lo, hi int) {
-	return SearchWindow(k, len(c.data)/recordSize, func(i int) []byte { return c.data[i*recordSize : i*recordSize+16] })
-}
-
-// SearchWindow narrows a search for k among n sorted keys that are uniform
-// hashes (keyAt(i) is the i-th; only its first 16 bytes are compared): an
-// entry sits near n·k/2^64, so [lo, hi) is a window around that place, or
-// all of [0, n) when the window cannot hold k.
-func SearchWindow(k Key, n int, keyAt func(i int) []byte) (lo, hi int) {
-	if n < 64 {
-		return 0, n
-	}
-	guess, _ := bits.Mul64(binary.BigEndian.Uint64(k[:8]), uint64(n))
-	const w = 2048 // several standard deviations (√n) for any n this cache holds
-	lo, hi = max(int(guess)-w, 0), min(int(guess)+w, n)
-	if lo > 0 && bytes.Compare(k[:], keyAt(lo)[:16]) < 0 {
-		lo = 0
-	}
-	if hi < n && bytes.Compare(k[:], keyAt(hi - 1)[:16]) > 0 {
-		hi = n
-	}
-	return lo, hi
+	return lo
 }
 
 // Len is the number of entries.

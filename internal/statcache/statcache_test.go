@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -154,21 +155,51 @@ func TestLookupMany(t *testing.T) {
 	}
 }
 
-// Keys far from where a uniform hash would put them (not a real cache: all
-// in one corner of the key space) are still found: the window widens.
-func TestWindowWidens(t *testing.T) {
-	const n = 10000
-	data := make([]byte, n*recordSize)
-	for i := 0; i < n; i++ {
-		binary.BigEndian.PutUint64(data[i*recordSize+8:], uint64(i)) // first 8 bytes zero
-	}
-	c := &Cache{data: data}
-	for _, i := range []int{0, 1, 2047, 2048, 5000, n - 1} {
+// A Fence's Search finds the first key not before k like a binary search does, for
+// uniform keys and for keys far from uniform (all in one corner of the key
+// space, runs of equal prefixes), present and absent.
+func TestFenceSearch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, shape := range []string{"uniform", "corner", "clustered", "tiny"} {
+		n := 20000
+		if shape == "tiny" {
+			n = 5
+		}
+		keys := make([]Key, n)
+		for i := range keys {
+			binary.BigEndian.PutUint64(keys[i][:8], rng.Uint64())
+			binary.BigEndian.PutUint64(keys[i][8:], rng.Uint64())
+			switch shape {
+			case "corner":
+				binary.BigEndian.PutUint64(keys[i][:8], rng.Uint64N(1000))
+			case "clustered":
+				keys[i][0], keys[i][1] = byte(i%3)*100, 7
+			}
+		}
+		slices.SortFunc(keys, func(a, b Key) int { return bytes.Compare(a[:], b[:]) })
+		at := func(i int) []byte { return keys[i][:] }
+		fence := NewFence(n, at)
+		probe := func(k Key) {
+			want, _ := slices.BinarySearchFunc(keys, k, func(a, b Key) int { return bytes.Compare(a[:], b[:]) })
+			if got := fence.Search(k, at); got != want {
+				t.Fatalf("%s: Search = %d, want %d", shape, got, want)
+			}
+		}
+		for i := 0; i < n; i += 7 {
+			probe(keys[i])
+			k := keys[i]
+			k[15]++ // just after (absent, or the next key)
+			probe(k)
+		}
 		var k Key
-		copy(k[:], data[i*recordSize:i*recordSize+16])
-		lo, hi := c.window(k)
-		if i < lo || i >= hi {
-			t.Fatalf("entry %d outside its window [%d, %d)", i, lo, hi)
+		probe(k) // before all
+		for i := range k {
+			k[i] = 0xff
+		}
+		probe(k) // after all
+		for i := 0; i < 2000; i++ {
+			binary.BigEndian.PutUint64(k[:8], rng.Uint64())
+			probe(k)
 		}
 	}
 }
