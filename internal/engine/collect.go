@@ -597,57 +597,123 @@ func countCandidates(ctx context.Context, root string) int64 {
 
 // carriedDocs yields, in order, the documents of the base's document list
 // that this run took as unchanged from their status (their stat cache
-// entries are marked carried).
+// entries are marked carried). A goroutine picks them out of the list
+// (a stat cache look-up each) ahead of the merge that consumes them.
 type carriedDocs struct {
-	c                  *collected
-	src, path          []byte
-	sum                *[32]byte
-	key                *statcache.Key
-	ok, started, ended bool
-	n                  int64
-	digest             [71]byte
+	c       *collected
+	batches chan []carriedDoc
+	errc    chan error
+	stop    chan struct{}
+	batch   []carriedDoc
+	i       int
+	cur     *carriedDoc
+	n       int64
+	err     error
+	digest  [71]byte
 }
 
-func newCarriedDocs(c *collected) *carriedDocs { return &carriedDocs{c: c} }
+type carriedDoc struct {
+	src, path []byte // alias the mapped list
+	sum       *[32]byte
+	key       *statcache.Key
+}
 
-func (d *carriedDocs) next() error {
+func newCarriedDocs(c *collected) *carriedDocs {
+	d := &carriedDocs{c: c}
+	if c.docsFrom == nil {
+		return d
+	}
+	d.batches, d.errc, d.stop = make(chan []carriedDoc, 4), make(chan error, 1), make(chan struct{})
+	go d.fill()
+	return d
+}
+
+func (d *carriedDocs) fill() {
+	defer close(d.batches)
+	var batch []carriedDoc
 	for {
 		src, path, sum, k, ok, err := d.c.docsFrom.Next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			d.ok, d.ended = false, true
-			return nil
+		if err != nil || !ok {
+			if len(batch) > 0 && err == nil {
+				select {
+				case d.batches <- batch:
+				case <-d.stop:
+				}
+			}
+			d.errc <- err
+			return
 		}
 		if i := d.c.carryFrom.IndexOf(*k); i >= 0 && d.c.carry[i/64].Load()&(1<<(i%64)) != 0 {
-			d.src, d.path, d.sum, d.key, d.ok = src, path, sum, k, true
-			return nil
+			if batch = append(batch, carriedDoc{src, path, sum, k}); len(batch) == 512 {
+				select {
+				case d.batches <- batch:
+				case <-d.stop:
+					d.errc <- nil
+					return
+				}
+				batch = nil
+			}
 		}
 	}
+}
+
+// next makes cur the next carried document (nil at the end).
+func (d *carriedDocs) next() error {
+	for d.i >= len(d.batch) {
+		b, ok := <-d.batches
+		if !ok {
+			d.cur, d.batches = nil, nil
+			if err := <-d.errc; err != nil {
+				return err
+			}
+			return nil
+		}
+		d.batch, d.i = b, 0
+	}
+	d.cur = &d.batch[d.i]
+	d.i++
+	return nil
+}
+
+// close stops the goroutine (if it still runs) and waits for it: the
+// documents alias the list, which is unmapped after the merge.
+func (d *carriedDocs) close() {
+	if d.stop == nil {
+		return
+	}
+	close(d.stop)
+	if d.batches != nil {
+		for range d.batches {
+		}
+		<-d.errc
+	}
+	d.stop = nil
 }
 
 // until passes the carried documents before (source, path) — all of the
 // rest when source is nil — to add.
 func (d *carriedDocs) until(source, path []byte, add func(source, path, digest []byte, k *statcache.Key) error) error {
-	if d.c.docsFrom == nil || d.ended && !d.ok {
+	if d.c.docsFrom == nil {
 		return nil
 	}
-	if !d.started {
-		d.started = true
+	if d.cur == nil {
+		if d.batches == nil {
+			return nil // ended
+		}
 		if err := d.next(); err != nil {
 			return err
 		}
 	}
-	for d.ok {
+	for d.cur != nil {
+		x := d.cur
 		if source != nil {
-			if c := bytes.Compare(d.src, source); c > 0 || (c == 0 && bytes.Compare(d.path, path) >= 0) {
+			if c := bytes.Compare(x.src, source); c > 0 || (c == 0 && bytes.Compare(x.path, path) >= 0) {
 				return nil
 			}
 		}
 		copy(d.digest[:], "sha256:")
-		hex.Encode(d.digest[7:], d.sum[:])
-		if err := add(d.src, d.path, d.digest[:], d.key); err != nil {
+		hex.Encode(d.digest[7:], x.sum[:])
+		if err := add(x.src, x.path, d.digest[:], x.key); err != nil {
 			return err
 		}
 		d.n++

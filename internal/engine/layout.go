@@ -242,6 +242,7 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	// The documents taken as unchanged from their status come from the
 	// base's document list, in order, between those read.
 	carried := newCarriedDocs(c)
+	defer carried.close()
 	docsDone := false
 	endDocs := func() error {
 		if docsDone {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -298,14 +299,27 @@ func readBaseBundle(r exportapi.Run, dir string) (*exportapi.Manifest, []byte, e
 		return nil, nil, baseMissing("the bundle of mirror run %s: %v", r.ID, unwrap(err))
 	}
 	defer f.Close()
-	h := sha256.New()
-	tee := io.TeeReader(f, h)
+	// The whole archive is hashed beside the walk, which stops after
+	// export.json when nothing else is wanted.
+	type hashed struct {
+		sum string
+		err error
+	}
+	hc := make(chan hashed, 1)
+	go func() {
+		sum, _, err := bundle.FileSHA256(art.Path)
+		hc <- hashed{sum, err}
+	}()
+	errEnough := errors.New("enough")
 	var raw []byte
-	_, err = bundle.WalkArchive(tee, bundle.ReadLimits{}, func(rel string, size int64, body io.Reader) error {
+	_, err = bundle.WalkArchive(f, bundle.ReadLimits{}, func(rel string, size int64, body io.Reader) error {
 		switch {
 		case rel == "export.json":
 			b, err := io.ReadAll(io.LimitReader(body, 64<<20))
 			raw = b
+			if err == nil && dir == "" {
+				return errEnough
+			}
 			return err
 		case dir != "" && strings.HasPrefix(rel, "indexes/"):
 			p := filepath.Join(dir, filepath.FromSlash(rel))
@@ -324,14 +338,18 @@ func readBaseBundle(r exportapi.Run, dir string) (*exportapi.Manifest, []byte, e
 		}
 		return nil
 	})
-	if err == nil {
-		_, err = io.Copy(io.Discard, tee)
+	if errors.Is(err, errEnough) {
+		err = nil
+	}
+	h := <-hc
+	if h.err != nil {
+		return nil, nil, baseMissing("the bundle of mirror run %s (%s) cannot be read: %v", r.ID, art.Name, unwrap(h.err))
+	}
+	if h.sum != art.SHA256 {
+		return nil, nil, baseMissing("the bundle of mirror run %s (%s) changed since the run (sha256 %s, the ledger recorded %s)", r.ID, art.Name, h.sum, art.SHA256)
 	}
 	if err != nil {
 		return nil, nil, baseMissing("the bundle of mirror run %s (%s) cannot be read: %v", r.ID, art.Name, err)
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != art.SHA256 {
-		return nil, nil, baseMissing("the bundle of mirror run %s (%s) changed since the run (sha256 %s, the ledger recorded %s)", r.ID, art.Name, sum, art.SHA256)
 	}
 	if raw == nil {
 		return nil, nil, baseMissing("the bundle of mirror run %s has no export.json", r.ID)
