@@ -95,6 +95,19 @@ type RecordStateWriter struct {
 	buf      []byte
 	err      error
 	done     bool
+	// Add and Copy queue their work for a goroutine (run), so that writing
+	// the state overlaps the caller's own work.
+	pending []stateOp
+	ops     chan []stateOp
+	ran     chan struct{}
+	closed  bool
+}
+
+// stateOp is a queued Add (e) or Copy (from, to).
+type stateOp struct {
+	e        Entry
+	from, to int
+	isCopy   bool
 }
 
 // copyRange: base entries [from, to) were copied as entries at, at+1, …
@@ -123,7 +136,59 @@ func CreateRecordState(path, tmp string, budget int, h RecordStateHeader, base *
 		docs: extsort.New(tmp, budget), base: base, h: h}
 	w.w = bufio.NewWriterSize(io.MultiWriter(f, w.crc), 256<<10)
 	w.w.WriteString(stateMagic)
+	w.ops, w.ran = make(chan []stateOp, 8), make(chan struct{})
+	go w.run()
 	return w, nil
+}
+
+func (w *RecordStateWriter) run() {
+	defer close(w.ran)
+	for batch := range w.ops {
+		for _, op := range batch {
+			if w.err != nil {
+				break
+			}
+			if op.isCopy {
+				w.copyEntries(op.from, op.to)
+			} else {
+				w.add(op.e)
+			}
+		}
+	}
+}
+
+func (w *RecordStateWriter) queue(op stateOp) error {
+	if w.closed {
+		return errors.New("internal: mirror state written after Close")
+	}
+	w.pending = append(w.pending, op)
+	if len(w.pending) == 256 {
+		w.ops <- w.pending
+		w.pending = make([]stateOp, 0, 256)
+	}
+	return nil
+}
+
+// Add appends a new entry. Entries must come in (kind, id) order; a
+// failure is reported by Close.
+func (w *RecordStateWriter) Add(e Entry) error { return w.queue(stateOp{e: e}) }
+
+// Copy appends the base's entries [from, to) as they are.
+func (w *RecordStateWriter) Copy(from, to int) error {
+	return w.queue(stateOp{from: from, to: to, isCopy: true})
+}
+
+// drain hands over what is queued and waits for the goroutine to finish.
+func (w *RecordStateWriter) drain() {
+	if w.closed {
+		return
+	}
+	w.closed = true
+	if len(w.pending) > 0 {
+		w.ops <- w.pending
+	}
+	close(w.ops)
+	<-w.ran
 }
 
 func (w *RecordStateWriter) fail(err error) error {
@@ -148,8 +213,7 @@ func (w *RecordStateWriter) offset() {
 	w.ow.Write(b[:])
 }
 
-// Add appends a new entry.
-func (w *RecordStateWriter) Add(e Entry) error {
+func (w *RecordStateWriter) add(e Entry) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -182,8 +246,7 @@ func (w *RecordStateWriter) Add(e Entry) error {
 	return nil
 }
 
-// Copy appends the base's entries [from, to) as they are.
-func (w *RecordStateWriter) Copy(from, to int) error {
+func (w *RecordStateWriter) copyEntries(from, to int) error {
 	if w.err != nil || from >= to {
 		return w.err
 	}
@@ -214,6 +277,7 @@ func (w *RecordStateWriter) Copy(from, to int) error {
 
 // Abort removes the unfinished file.
 func (w *RecordStateWriter) Abort() {
+	w.drain()
 	if w.done {
 		return
 	}
@@ -228,6 +292,7 @@ func (w *RecordStateWriter) Abort() {
 // entries' documents, renumbered, merged with the new ones), the header
 // and the trailer. On failure the file is removed.
 func (w *RecordStateWriter) Close() error {
+	w.drain()
 	if w.done {
 		return w.err
 	}
