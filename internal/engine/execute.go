@@ -201,6 +201,9 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	if err != nil {
 		return nil, nil, "", err
 	}
+	if cl, ok := state.(AdapterCloser); ok {
+		defer cl.Close() // what Begin opened (a delta's base state), however the run ends
+	}
 	cctx, sc := e.openStatCache(cctx, run, prof)
 	var statOut *statcache.Writer
 	var docsOut *statcache.DocListWriter
@@ -248,6 +251,9 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	ad, err := factory(ac)
 	if err != nil {
 		return nil, nil, "", err
+	}
+	if cl, ok := ad.(AdapterCloser); ok {
+		defer cl.Close()
 	}
 	progress("write", 0, 0, 0)
 	res, err := e.merge(ctx, run, prof.Spec, c, ad, progress)

@@ -29,6 +29,14 @@ type Adapter interface {
 	Finish() error
 }
 
+// AdapterCloser is implemented by adapters (and Extension.Begin states)
+// that hold resources (files, mappings, goroutines) to release however the
+// run ends: Close is called once the run is over, after Finish or instead
+// of it.
+type AdapterCloser interface {
+	Close()
+}
+
 // AdapterFactory makes an adapter for one run.
 type AdapterFactory func(ac AdapterContext) (Adapter, error)
 

@@ -954,3 +954,99 @@ func TestDeltaRecordState(t *testing.T) {
 		}
 	}
 }
+
+// A new document with the id of an unchanged base document: as in a full
+// run the first by (source, path) is kept — the base's (the new one is
+// skipped) or the new one (a change). Without --skip-invalid the delta
+// fails and leaves no record state behind; with it, the chain applied
+// equals a full bundle of the same evidence.
+func TestDeltaDuplicateOfUnchangedDocument(t *testing.T) {
+	work := filepath.Join(t.TempDir(), "work")
+	if err := copyDir(repoPath("testdata/mirror/t0"), work); err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEngine(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(p string, skip bool) engine.SubmitRequest {
+		return engine.SubmitRequest{Profile: p, Sources: sources(work, "pypa", "alma"), SkipInvalid: skip}
+	}
+	full, err := runEngine(e, req("mirror:full", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(work, "pypa/vulns/planet/PYSEC-2023-71.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Later by path than the base's document: the base's stays.
+	if err := os.WriteFile(filepath.Join(work, "pypa/vulns/zzz-copy.yaml"), doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed, err := runEngine(e, req("mirror:delta", false))
+	if !xerr.Is(err, xerr.InvalidInput) || !strings.Contains(err.Error(), "zzz-copy.yaml") {
+		t.Fatalf("delta with a duplicate, without --skip-invalid: %v", err)
+	}
+	dir := e.RunDir(failed.ID)
+	for _, name := range []string{mirror.RecordStateFile, mirror.RecordStateFile + ".partial"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Fatalf("failed delta left %s: %v", name, err)
+		}
+	}
+	d1, err := runEngine(e, req("mirror:delta", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := manifestOf(t, archiveOf(d1))
+	if len(m.Delta.Changed)+len(m.Delta.Added)+len(m.Delta.Removed) != 0 || !slices.ContainsFunc(m.Skipped, func(s exportapi.Skipped) bool {
+		return s.Path == "vulns/zzz-copy.yaml"
+	}) {
+		t.Fatalf("base document kept: delta %+v, skipped %+v", m.Delta, m.Skipped)
+	}
+	// Earlier by path than the base's document: the new one is kept.
+	os.Remove(filepath.Join(work, "pypa/vulns/zzz-copy.yaml"))
+	if err := os.WriteFile(filepath.Join(work, "pypa/vulns/aaa-copy.yaml"), doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := runEngine(e, req("mirror:delta", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ = manifestOf(t, archiveOf(d2))
+	if !slices.Equal(m.Delta.Changed, []string{"advisory:PYSEC-2023-71"}) || !slices.ContainsFunc(m.Skipped, func(s exportapi.Skipped) bool {
+		return s.Path == "vulns/planet/PYSEC-2023-71.yaml"
+	}) {
+		t.Fatalf("new document kept: delta %+v, skipped %+v", m.Delta, m.Skipped)
+	}
+	target := filepath.Join(t.TempDir(), "target")
+	dated := func() time.Time { return time.Date(2026, 5, 2, 0, 0, 0, 0, time.UTC) } // these sources' newest date is 2026-04-30
+	applyOK(t, target, mirror.ApplyOptions{Now: dated}, archiveOf(full), archiveOf(d1), archiveOf(d2))
+	root, err := mirror.CurrentRoot(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := mirror.OpenRecordState(filepath.Join(e.RunDir(d2.ID), mirror.RecordStateFile))
+	if err != nil || st == nil {
+		t.Fatalf("record state of the last delta: %v", err)
+	}
+	defer st.Close()
+	applied := entries(t, root)
+	if st.Len() != len(applied) {
+		t.Fatalf("record state has %d entries, the applied chain %d", st.Len(), len(applied))
+	}
+	for i, w := range applied {
+		if got, err := st.Entry(i); err != nil || got != w {
+			t.Fatalf("state entry %d = %+v (%v), applied %+v", i, got, err, w)
+		}
+	}
+	other, err := newEngine(filepath.Join(t.TempDir(), "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := runEngine(other, req("mirror:full", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAsFull(t, target, archiveOf(want))
+}

@@ -327,6 +327,19 @@ func (a *adapter) iterate() *currentIter {
 	return it
 }
 
+// Close implements engine.AdapterCloser: the state writer (removing an
+// unfinished state) and the sorters. (The base's state is the run
+// state's to close.)
+func (a *adapter) Close() {
+	if a.state != nil {
+		a.state.Abort() // a no-op after a successful Close
+	}
+	a.idx.Close()
+	if a.spool != nil {
+		a.spool.Close()
+	}
+}
+
 // close stops the merge (if it still runs) and waits for it to return.
 func (it *currentIter) close() {
 	close(it.stop)
@@ -336,15 +349,6 @@ func (it *currentIter) close() {
 // Finish closes the data files and writes the indexes (and, for a delta,
 // the tombstones), then the README.
 func (a *adapter) Finish() error {
-	defer func() {
-		if a.state != nil {
-			a.state.Abort() // a no-op after Close
-		}
-		if a.st.base != nil {
-			a.st.base.state.Close()
-		}
-		a.idx.Close()
-	}()
 	if a.spool == nil {
 		if err := a.layout.Finish(); err != nil {
 			return err

@@ -70,6 +70,13 @@ func (s *runState) SkipUnchanged(doc engine.DocRef) bool {
 	return true
 }
 
+// Close implements engine.AdapterCloser: it releases the base's state.
+func (s *runState) Close() {
+	if s.base != nil {
+		s.base.state.Close()
+	}
+}
+
 // isSeen reports whether base entry i's document was found unchanged.
 func (b *baseState) isSeen(i int) bool { return b.seen[i/64].Load()&(1<<(i%64)) != 0 }
 
