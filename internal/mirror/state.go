@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/stellaops/stella/internal/extsort"
 	"github.com/stellaops/stella/internal/mmapfile"
@@ -267,6 +268,10 @@ func (w *RecordStateWriter) copyEntries(from, to int) error {
 	if _, err := w.w.Write(w.base.blob[start:end]); err != nil {
 		return w.fail(err)
 	}
+	if w.base.copied.Add(int64(end-start)+8*int64(to-from)) > 8<<20 {
+		w.base.copied.Store(0)
+		w.base.trim.Now() // copied: drop those pages
+	}
 	w.copies = append(w.copies, copyRange{from: from, to: to, at: int(w.n)})
 	w.blob += end - start
 	w.n += int64(to - from)
@@ -375,6 +380,7 @@ func (w *RecordStateWriter) writeDocs() (int64, error) {
 		for bi < bn {
 			r := w.base.docAt(bi)
 			bi++
+			w.base.trim.Tick()
 			if at, ok := w.renumber(int(binary.LittleEndian.Uint32(r[48:]))); ok {
 				return r[:48], uint32(at), true
 			}
@@ -425,6 +431,11 @@ type RecordState struct {
 	docs    []byte
 	fence   *statcache.Fence // over docs
 	release func() error
+	// trim keeps the resident part of the mapping bounded (look-ups and
+	// the copies of a delta touch it all over); copied counts the bytes
+	// copied since the last trim.
+	trim   *mmapfile.Trimmer
+	copied atomic.Int64
 }
 
 // OpenRecordState opens the state file at path: (nil, nil) when there is none.
@@ -450,6 +461,8 @@ func OpenRecordState(path string) (*RecordState, error) {
 	}
 	s.release = release
 	s.fence = statcache.NewFence(s.docCount(), s.docAt)
+	s.trim = mmapfile.NewTrimmer(data, statcache.TrimEvery)
+	s.trim.Now() // the checksum and the checks read every page
 	return s, nil
 }
 
@@ -518,7 +531,10 @@ func (s *RecordState) Len() int {
 func (s *RecordState) off(i int) uint64   { return binary.LittleEndian.Uint64(s.offs[8*i:]) }
 func (s *RecordState) docCount() int      { return int(s.h.Docs) }
 func (s *RecordState) docAt(i int) []byte { return s.docs[i*docRecord : (i+1)*docRecord] }
-func (s *RecordState) raw(i int) []byte   { return s.blob[s.off(i):s.off(i+1)] }
+func (s *RecordState) raw(i int) []byte {
+	s.trim.Tick()
+	return s.blob[s.off(i):s.off(i+1)]
+}
 
 func uvarintField(b []byte) (f, rest []byte, ok bool) {
 	n, k := binary.Uvarint(b)
@@ -610,6 +626,7 @@ func (s *RecordState) Find(k statcache.Key, digest string) int {
 	if !ok || s == nil {
 		return -1
 	}
+	s.trim.Tick()
 	n := s.docCount()
 	for i := s.fence.Search(k, s.docAt); i < n; i++ {
 		r := s.docAt(i)

@@ -17,3 +17,6 @@ func mapFile(f *os.File, size int64) ([]byte, func() error, error) {
 	}
 	return data, func() error { return nil }, nil
 }
+
+// Trim does nothing here: the file was read into the heap.
+func Trim([]byte) {}

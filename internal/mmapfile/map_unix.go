@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mapped reports whether Map maps files (rather than reading them).
@@ -20,4 +22,12 @@ func mapFile(f *os.File, size int64) ([]byte, func() error, error) {
 		return nil, nil, err
 	}
 	return data, func() error { return syscall.Munmap(data) }, nil
+}
+
+// Trim drops the pages of a whole mapping (from Map) from the process's
+// resident set; they stay in the page cache.
+func Trim(data []byte) {
+	if len(data) > 0 {
+		unix.Madvise(data, unix.MADV_DONTNEED)
+	}
 }

@@ -96,6 +96,7 @@ type DocList struct {
 	data    []byte // the records
 	left    uint64
 	release func() error
+	trim    *mmapfile.Trimmer // drops the pages read
 }
 
 // OpenDocList opens the document list at path: (nil, nil) when there is
@@ -118,8 +119,10 @@ func OpenDocList(path string) (*DocList, error) {
 		release()
 		return nil, fmt.Errorf("statcache: %s is not a document list, or is damaged", path)
 	}
-	return &DocList{data: data[len(docListMagic) : len(data)-12], left: binary.LittleEndian.Uint64(data[len(data)-12:]),
-		release: release}, nil
+	d := &DocList{data: data[len(docListMagic) : len(data)-12], left: binary.LittleEndian.Uint64(data[len(data)-12:]),
+		release: release, trim: mmapfile.NewTrimmer(data, 16*trimEvery)}
+	d.trim.Now() // the checksum read every page
+	return d, nil
 }
 
 // Next returns the next document; ok is false at the end, err set when
@@ -150,6 +153,7 @@ func (d *DocList) Next() (source, path []byte, sum *[32]byte, key *Key, ok bool,
 	sum, key = (*[32]byte)(b[:32]), (*Key)(b[32:48])
 	d.data = b[48:]
 	d.left--
+	d.trim.Tick()
 	return source, path, sum, key, true, nil
 }
 
@@ -168,6 +172,7 @@ func (c *Cache) IndexOf(k Key) int {
 	if c == nil {
 		return -1
 	}
+	c.trim.Tick()
 	if m := c.search(k); m < c.Len() && bytes.Equal(c.data[m*recordSize:m*recordSize+16], k[:]) {
 		return m
 	}

@@ -152,7 +152,16 @@ type Cache struct {
 	data  []byte // the records
 	unmap func() error
 	fence *Fence
+	trim  *mmapfile.Trimmer // keeps the resident part of the mapping bounded
 }
+
+// trimEvery is how many look-ups in a mapped cache (or state) are made
+// between trims of its resident pages: they then hold at most about that
+// many records' pages, whatever the size of the file.
+const trimEvery = 4096
+
+// TrimEvery is trimEvery, for the other mapped run caches.
+const TrimEvery = trimEvery
 
 // Open maps the cache at path; (nil, nil) when there is none or this
 // platform cannot map files (then every document is read).
@@ -169,17 +178,18 @@ func Open(path string) (*Cache, error) {
 	if _, err := io.ReadFull(f, head); err != nil || string(head) != magic {
 		return nil, fmt.Errorf("statcache: %s is not a stat cache", path)
 	}
-	data, unmap, err := mmapfile.Map(f)
+	whole, unmap, err := mmapfile.Map(f)
 	if err != nil {
 		return nil, err
 	}
-	data = data[len(magic):]
+	data := whole[len(magic):]
 	if len(data)%recordSize != 0 {
 		unmap()
 		return nil, fmt.Errorf("statcache: %s is truncated", path)
 	}
-	c := &Cache{data: data, unmap: unmap}
+	c := &Cache{data: data, unmap: unmap, trim: mmapfile.NewTrimmer(whole, trimEvery)}
 	c.fence = NewFence(c.Len(), func(i int) []byte { return c.data[i*recordSize : i*recordSize+16] })
+	c.trim.Now() // the fence read every key
 	return c, nil
 }
 
@@ -201,6 +211,9 @@ func (c *Cache) Lookup(source, path string, st Stat) (digest string, ok bool) {
 // Entry returns the key and record (as Record encodes it) of entry i, for
 // copying an entry into a new cache.
 func (c *Cache) Entry(i int) (key, rec []byte) {
+	if i%(16*trimEvery) == 0 {
+		c.trim.Now() // entries are copied in order: drop those behind
+	}
 	r := c.data[i*recordSize : (i+1)*recordSize]
 	return r[:16], r[16:]
 }
@@ -215,6 +228,7 @@ func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
 	if c == nil {
 		return "", -1, false
 	}
+	c.trim.Tick()
 	m := c.search(k)
 	if m >= c.Len() {
 		return "", -1, false
