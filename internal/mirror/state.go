@@ -431,9 +431,9 @@ type RecordState struct {
 	docs    []byte
 	fence   *statcache.Fence // over docs
 	release func() error
-	// trim keeps the resident part of the mapping bounded (look-ups and
-	// the copies of a delta touch it all over); copied counts the bytes
-	// copied since the last trim.
+	// trim drops the pages read in order (the checks at open, the copies
+	// and the document index of a delta); copied counts the bytes copied
+	// since the last trim.
 	trim   *mmapfile.Trimmer
 	copied atomic.Int64
 }
@@ -531,10 +531,7 @@ func (s *RecordState) Len() int {
 func (s *RecordState) off(i int) uint64   { return binary.LittleEndian.Uint64(s.offs[8*i:]) }
 func (s *RecordState) docCount() int      { return int(s.h.Docs) }
 func (s *RecordState) docAt(i int) []byte { return s.docs[i*docRecord : (i+1)*docRecord] }
-func (s *RecordState) raw(i int) []byte {
-	s.trim.Tick()
-	return s.blob[s.off(i):s.off(i+1)]
-}
+func (s *RecordState) raw(i int) []byte   { return s.blob[s.off(i):s.off(i+1)] }
 
 func uvarintField(b []byte) (f, rest []byte, ok bool) {
 	n, k := binary.Uvarint(b)
@@ -626,7 +623,6 @@ func (s *RecordState) Find(k statcache.Key, digest string) int {
 	if !ok || s == nil {
 		return -1
 	}
-	s.trim.Tick()
 	n := s.docCount()
 	for i := s.fence.Search(k, s.docAt); i < n; i++ {
 		r := s.docAt(i)

@@ -120,7 +120,7 @@ func OpenDocList(path string) (*DocList, error) {
 		return nil, fmt.Errorf("statcache: %s is not a document list, or is damaged", path)
 	}
 	d := &DocList{data: data[len(docListMagic) : len(data)-12], left: binary.LittleEndian.Uint64(data[len(data)-12:]),
-		release: release, trim: mmapfile.NewTrimmer(data, 16*trimEvery)}
+		release: release, trim: mmapfile.NewTrimmer(data, trimEvery)}
 	d.trim.Now() // the checksum read every page
 	return d, nil
 }
@@ -172,7 +172,6 @@ func (c *Cache) IndexOf(k Key) int {
 	if c == nil {
 		return -1
 	}
-	c.trim.Tick()
 	if m := c.search(k); m < c.Len() && bytes.Equal(c.data[m*recordSize:m*recordSize+16], k[:]) {
 		return m
 	}

@@ -152,13 +152,15 @@ type Cache struct {
 	data  []byte // the records
 	unmap func() error
 	fence *Fence
-	trim  *mmapfile.Trimmer // keeps the resident part of the mapping bounded
+	trim  *mmapfile.Trimmer // drops the pages read in order
 }
 
-// trimEvery is how many look-ups in a mapped cache (or state) are made
-// between trims of its resident pages: they then hold at most about that
-// many records' pages, whatever the size of the file.
-const trimEvery = 4096
+// trimEvery is how many records read in order from a mapped run cache
+// (the stat cache, the document list, the mirror state) are read between
+// trims of its resident pages, so that a scan does not leave the whole
+// file resident. (Random look-ups are not trimmed: each would then fault
+// its page in again, at about a microsecond each.)
+const trimEvery = 65536
 
 // TrimEvery is trimEvery, for the other mapped run caches.
 const TrimEvery = trimEvery
@@ -211,7 +213,7 @@ func (c *Cache) Lookup(source, path string, st Stat) (digest string, ok bool) {
 // Entry returns the key and record (as Record encodes it) of entry i, for
 // copying an entry into a new cache.
 func (c *Cache) Entry(i int) (key, rec []byte) {
-	if i%(16*trimEvery) == 0 {
+	if i%trimEvery == 0 {
 		c.trim.Now() // entries are copied in order: drop those behind
 	}
 	r := c.data[i*recordSize : (i+1)*recordSize]
@@ -228,7 +230,6 @@ func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
 	if c == nil {
 		return "", -1, false
 	}
-	c.trim.Tick()
 	m := c.search(k)
 	if m >= c.Len() {
 		return "", -1, false
