@@ -442,16 +442,8 @@ type RecordState struct {
 // A damaged file (magic, checksum, trailer, offsets) gives an error;
 // callers rebuild the state from the bundles then.
 func OpenRecordState(path string) (*RecordState, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, release, err := mmapfile.Map(f)
-	if err != nil {
+	data, release, err := mmapfile.MapPath(path)
+	if err != nil || release == nil {
 		return nil, err
 	}
 	s, err := parseState(data)

@@ -3,7 +3,10 @@
 // looked up in place: the stat cache and the mirror state.
 package mmapfile
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 // Map returns the bytes of f and a function that releases them. An empty
 // file gives no bytes. Mapped is false when the bytes were read instead
@@ -17,4 +20,18 @@ func Map(f *os.File) (data []byte, release func() error, err error) {
 		return nil, func() error { return nil }, nil
 	}
 	return mapFile(f, fi.Size())
+}
+
+// MapPath maps the file at path: no bytes, no release and no error when
+// there is no such file.
+func MapPath(path string) (data []byte, release func() error, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close() // the mapping outlives the file
+	return Map(f)
 }

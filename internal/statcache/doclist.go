@@ -102,16 +102,8 @@ type DocList struct {
 // OpenDocList opens the document list at path: (nil, nil) when there is
 // none; an error when it is damaged.
 func OpenDocList(path string) (*DocList, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, release, err := mmapfile.Map(f)
-	if err != nil {
+	data, release, err := mmapfile.MapPath(path)
+	if err != nil || release == nil {
 		return nil, err
 	}
 	if len(data) < len(docListMagic)+12 || string(data[:len(docListMagic)]) != docListMagic ||

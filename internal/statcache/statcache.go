@@ -23,7 +23,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math/bits"
 	"os"
 	"strings"
@@ -168,21 +167,13 @@ const TrimEvery = trimEvery
 // Open maps the cache at path; (nil, nil) when there is none or this
 // platform cannot map files (then every document is read).
 func Open(path string) (*Cache, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	whole, unmap, err := mmapfile.MapPath(path)
+	if err != nil || unmap == nil {
 		return nil, err
 	}
-	defer f.Close()
-	head := make([]byte, len(magic))
-	if _, err := io.ReadFull(f, head); err != nil || string(head) != magic {
+	if len(whole) < len(magic) || string(whole[:len(magic)]) != magic {
+		unmap()
 		return nil, fmt.Errorf("statcache: %s is not a stat cache", path)
-	}
-	whole, unmap, err := mmapfile.Map(f)
-	if err != nil {
-		return nil, err
 	}
 	data := whole[len(magic):]
 	if len(data)%recordSize != 0 {
