@@ -42,6 +42,8 @@ fuzz:
 	$(GO) test ./internal/bundle/ -run '^$$' -fuzz FuzzWalkArchive -fuzztime 30s
 	$(GO) test ./internal/evidence/ -run '^$$' -fuzz FuzzFastDecode -fuzztime 30s
 	$(GO) test ./internal/canon/ -run '^$$' -fuzz FuzzAppendString -fuzztime 30s
+	$(GO) test ./internal/mirror/ -run '^$$' -fuzz FuzzRecordState -fuzztime 30s
+	$(GO) test ./internal/statcache/ -run '^$$' -fuzz FuzzDocList -fuzztime 30s
 
 clean:
 	rm -rf bin/stella dist .demo .bench
