@@ -608,7 +608,6 @@ type carriedDocs struct {
 	i       int
 	cur     *carriedDoc
 	n       int64
-	err     error
 	digest  [71]byte
 }
 

@@ -3,9 +3,9 @@ package statcache
 import (
 	"bytes"
 	"crypto/sha256"
-	"hash/crc32"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
