@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"io"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -13,8 +14,10 @@ import (
 // every zstd reader reads the concatenated frames as one stream.
 const frameBytes = 4 << 20
 
-// frameWorkers bounds the frames being compressed at once.
-const frameWorkers = 4
+// frameWorkers bounds the frames being compressed at once: one per core,
+// two at least, four at most (each holds an encoder with a window of
+// frameBytes and its input and output).
+var frameWorkers = min(max(runtime.GOMAXPROCS(0), 2), 4)
 
 // frameWriter compresses what is written to it as a sequence of zstd frames
 // of frameBytes of input each.

@@ -211,6 +211,7 @@ func (s *Sorter) Merge(fn func(key, val []byte) error) error {
 	defer s.Close()
 	s.mu.Lock()
 	err := s.err
+	s.free = nil // chunks kept for buffers to come: there are none now
 	s.mu.Unlock()
 	if err != nil {
 		return err
