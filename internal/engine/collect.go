@@ -151,7 +151,7 @@ type collected struct {
 	carryPos  int
 	// docsFrom is the base's document list: the documents taken as
 	// unchanged from their status are not sorted (nsDoc) but taken from it
-	// in the merge (nextCarriedDoc). docsOut is this run's.
+	// in the merge (carriedDocs). docsOut is this run's.
 	docsFrom *statcache.DocList
 	docsOut  *statcache.DocListWriter
 	addErr   atomic.Pointer[error] // the first failure to sort a document taken as unchanged
