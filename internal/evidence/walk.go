@@ -661,6 +661,12 @@ func readLimited(r io.Reader, size, limit int64) (data []byte, big bool, err err
 	if size < 0 || size > limit {
 		size = 0
 	}
+	// A regular file's size is its status's: once a read (asking for one
+	// byte more) stops exactly there, the file ended there — a second read
+	// to see EOF would cost a system call per document. A file that grew
+	// since its status was taken returns that extra byte and is read on.
+	_, exact := r.(*regularFile)
+	exact = exact && size > 0
 	lr := io.LimitReader(r, limit+1)
 	b := getRaw(int(size) + 1) // +1: reach EOF without growing
 	for {
@@ -669,7 +675,7 @@ func readLimited(r io.Reader, size, limit int64) (data []byte, big bool, err err
 		}
 		n, err := lr.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
-		if err == io.EOF {
+		if err == io.EOF || (exact && err == nil && n > 0 && int64(len(b)) == size) {
 			break
 		}
 		if err != nil {

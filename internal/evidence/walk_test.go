@@ -521,6 +521,46 @@ func TestWalkSizeLimit(t *testing.T) {
 	if err != nil || big2 || string(raw) != "abc" {
 		t.Errorf("readLimited at the limit: %q %v %v", raw, big2, err)
 	}
+	// A regular file is read in one go when it ends at the size of its
+	// status, and read on when it grew after that status was taken, or
+	// shrank.
+	for _, c := range []struct {
+		name        string
+		write, then string
+	}{
+		{"same", "0123456789", ""},
+		{"grew", "0123456789", "abcdefghijklmnopqrstuvwxyz"},
+		{"grew one", "0123456789", "!"},
+	} {
+		p := filepath.Join(t.TempDir(), "f.json")
+		writeFile(t, p, []byte(c.write))
+		f, err := openRegular(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.then != "" {
+			a, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			a.WriteString(c.then)
+			a.Close()
+		}
+		raw, big, err := readLimited(f, f.size, 1000)
+		f.Close()
+		if err != nil || big || string(raw) != c.write+c.then {
+			t.Errorf("%s: read %q (%v, %v), want %q", c.name, raw, big, err, c.write+c.then)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "shrank.json")
+	writeFile(t, p, []byte("0123456789"))
+	f, err := openRegular(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(p, 4)
+	raw, _, err = readLimited(f, f.size, 1000)
+	f.Close()
+	if err != nil || string(raw) != "0123" {
+		t.Errorf("shrank: read %q (%v)", raw, err)
+	}
 }
 
 func TestWalkEncodingProblems(t *testing.T) {
