@@ -461,8 +461,8 @@ func (c *collected) flushCarry(upTo []byte) error {
 		if upTo != nil && bytes.Compare(k, upTo) >= 0 {
 			return nil
 		}
-		if err := c.statOut.Add(k, rec); err != nil {
-			return err
+		if c.statOut.Add(k, rec) != nil {
+			return nil // a cache: the writer keeps the failure for its Close
 		}
 	}
 	return nil

@@ -212,14 +212,18 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	if sc != nil {
 		defer sc.base.Close()
 		defer sc.docs.Close()
+		// Caches for the next run of the chain: one that cannot be written
+		// costs that run its speed-up, not this run its bundle.
 		if statOut, err = statcache.Create(statPartial); err != nil {
-			return nil, nil, "", xerr.Wrap(xerr.Internal, err, "create %s", statPartial)
+			e.log.Warn("run.statcache_unwritten", "runId", run.ID, "err", err.Error())
+		} else {
+			defer func() { statOut.Close(); os.Remove(statPartial) }() // renamed into place when the run succeeds
 		}
-		defer func() { statOut.Close(); os.Remove(statPartial) }() // renamed into place when the run succeeds
 		if docsOut, err = statcache.CreateDocList(docsPartial); err != nil {
-			return nil, nil, "", xerr.Wrap(xerr.Internal, err, "create %s", docsPartial)
+			e.log.Warn("run.doclist_unwritten", "runId", run.ID, "err", err.Error())
+		} else {
+			defer func() { docsOut.Close(); os.Remove(docsPartial) }()
 		}
-		defer func() { docsOut.Close(); os.Remove(docsPartial) }()
 	}
 	c, err := e.collect(cctx, run, prof.Spec, sorter, progress)
 	if err != nil {
@@ -232,17 +236,22 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	}
 	defer stage.Remove()
 	codec := bundle.Codec(prof.Spec.Compression.Codec)
-	side := map[string]string{} // name -> path written
+	type sideFile struct {
+		path string
+		done bool
+	}
+	side := map[string]*sideFile{}
 	defer func() {
-		for _, p := range side {
-			os.Remove(p) // renamed into place when the run succeeds
+		for _, f := range side {
+			os.RemoveAll(f.path) // renamed into place when the run succeeds
 		}
 	}()
 	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level, SourceDateEpoch: e.cfg.SourceDateEpoch, State: state,
-		SideFile: func(name string) string {
-			p := filepath.Join(dir, name+".partial")
-			side[name] = p
-			return p
+		SideFile: func(name string) (string, func()) {
+			f := &sideFile{path: filepath.Join(dir, name+".partial")}
+			os.RemoveAll(f.path) // a left-over of a run that died
+			side[name] = f
+			return f.path, func() { f.done = true }
 		}}
 	factory := NewJSONLayout
 	if f, ok := adapters[prof.Spec.Kind+":"+prof.Spec.Variant]; ok {
@@ -334,19 +343,25 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 			counts[k] += ce.Records
 		}
 	}
+	// The stat cache and document list for the next run of the chain: not
+	// part of the bundle; a run without them reads every document.
 	if statOut != nil {
-		// The stat cache for the next run of the chain. Not part of the
-		// bundle; a run without one reads every document.
 		if err := statOut.Close(); err == nil {
 			os.Rename(statPartial, filepath.Join(dir, statCacheName))
-		}
-		if err := docsOut.Close(); err == nil {
-			os.Rename(docsPartial, filepath.Join(dir, docListName))
+		} else {
+			e.log.Warn("run.statcache_unwritten", "runId", run.ID, "err", err.Error())
 		}
 	}
-	for name, p := range side {
-		if _, err := os.Stat(p); err == nil {
-			if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
+	if docsOut != nil {
+		if err := docsOut.Close(); err == nil {
+			os.Rename(docsPartial, filepath.Join(dir, docListName))
+		} else {
+			e.log.Warn("run.doclist_unwritten", "runId", run.ID, "err", err.Error())
+		}
+	}
+	for name, f := range side {
+		if f.done {
+			if err := os.Rename(f.path, filepath.Join(dir, name)); err != nil {
 				e.log.Warn("run.side_file", "runId", run.ID, "file", name, "err", err.Error())
 			}
 		}

@@ -55,10 +55,10 @@ type AdapterContext struct {
 	SourceDateEpoch *time.Time
 	// SideFile returns where the adapter writes a file of the run that is
 	// not part of the bundle but kept beside it in the run's directory (a
-	// cache for the next run, like the mirror state): the adapter writes
-	// the returned path, and the engine renames it to name when the run
-	// succeeds and removes it otherwise.
-	SideFile func(name string) string
+	// cache for the next run, like the mirror state), and the function to
+	// call once that file is complete: the engine then renames it to name
+	// when the run succeeds. Anything else there is removed.
+	SideFile func(name string) (path string, done func())
 }
 
 // Skipper is implemented by adapters that leave out records their format
@@ -245,7 +245,8 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 		if _, err := hex.Decode(sumBuf[:], digest[7:]); err != nil {
 			return fmt.Errorf("internal: document digest %q", digest)
 		}
-		return c.docsOut.Add(source, path, &sumBuf, k)
+		c.docsOut.Add(source, path, &sumBuf, k) // a cache: a failure is the writer's, reported at its Close
+		return nil
 	}
 	// The documents taken as unchanged from their status come from the
 	// base's document list, in order, between those read.
@@ -354,7 +355,8 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 				if err := c.flushCarry(k[1:]); err != nil {
 					return err
 				}
-				return c.statOut.Add(k[1:], v)
+				c.statOut.Add(k[1:], v) // a cache: a failure is the writer's, reported at its Close
+				return nil
 			}
 		}
 		return nil

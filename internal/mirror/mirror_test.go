@@ -1050,3 +1050,55 @@ func TestDeltaDuplicateOfUnchangedDocument(t *testing.T) {
 	}
 	sameAsFull(t, target, archiveOf(want))
 }
+
+// The caches a run keeps for the next one (record state, stat cache,
+// document list) are caches: a run that cannot write them still succeeds,
+// with the same bundle, and the next delta, without them, too.
+func TestCachesUnwritable(t *testing.T) {
+	f := getFixture(t)
+	e, err := newEngine(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	run, err := e.Submit(ctx, engine.SubmitRequest{Tenant: "acme", Profile: "mirror:full", Sources: sources(f.t0), SkipInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := e.RunDir(run.ID)
+	for _, name := range []string{".statcache", ".doclist"} {
+		if err := os.MkdirAll(filepath.Join(dir, name+".partial", "x"), 0o755); err != nil { // a folder where the file would go
+			t.Fatal(err)
+		}
+	}
+	// A file where the state writer's scratch folder would go.
+	if err := os.MkdirAll(filepath.Join(dir, ".work", "mirror"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".work", "mirror", "state"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	full, err := e.Execute(ctx, run.ID)
+	if err != nil {
+		t.Fatalf("a full run that cannot write its caches: %v", err)
+	}
+	for _, name := range []string{mirror.RecordStateFile, ".statcache", ".doclist"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	a, _ := os.ReadFile(archiveOf(full))
+	b, _ := os.ReadFile(f.full0)
+	if !bytes.Equal(a, b) {
+		t.Fatal("the full bundle differs when its caches cannot be written")
+	}
+	d, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:delta", Sources: sources(f.t1), SkipInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ = os.ReadFile(archiveOf(d))
+	b, _ = os.ReadFile(f.delta01)
+	if !bytes.Equal(a, b) {
+		t.Fatal("the delta over a base without caches differs")
+	}
+}

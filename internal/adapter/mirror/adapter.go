@@ -42,8 +42,10 @@ type adapter struct {
 	// and its policy entries
 	baseFind, baseFindEnd int
 	basePolicy            map[string]mirror.Entry
-	// the record state after this bundle (the next delta's base)
-	state *mirror.RecordStateWriter
+	// the record state after this bundle (the next delta's base), and what
+	// to call when it is complete
+	state     *mirror.RecordStateWriter
+	stateDone func()
 
 	delta *exportapi.Delta
 	buf   []byte
@@ -103,11 +105,16 @@ func newAdapter(ac engine.AdapterContext) (engine.Adapter, error) {
 		if st.base != nil && !st.base.skip {
 			h.ChainVersion = ""
 		}
-		w, err := mirror.CreateRecordState(ac.SideFile(mirror.RecordStateFile), filepath.Join(st.tmp, "state"), budget, h, base)
+		path, done := ac.SideFile(mirror.RecordStateFile)
+		w, err := mirror.CreateRecordState(path, filepath.Join(st.tmp, "state"), budget, h, base)
 		if err != nil {
-			return nil, xerr.Wrap(xerr.Internal, err, "mirror state")
+			// A cache: the next delta rebuilds the state from the bundles.
+			if st.log != nil {
+				st.log.Warn("mirror.state_unwritten", "runId", ac.Run.ID, "err", err.Error())
+			}
+		} else {
+			a.state, a.stateDone = w, done
 		}
-		a.state = w
 	}
 	return a, nil
 }
@@ -387,8 +394,14 @@ func (a *adapter) Finish() error {
 		return err
 	}
 	if a.state != nil {
+		// A cache for the next delta: without it that delta rebuilds the
+		// state from the bundles; this bundle is not affected.
 		if err := a.state.Close(); err != nil {
-			return xerr.Wrap(xerr.Internal, err, "mirror state")
+			if a.st.log != nil {
+				a.st.log.Warn("mirror.state_unwritten", "runId", a.ac.Run.ID, "err", err.Error())
+			}
+		} else {
+			a.stateDone()
 		}
 	}
 	if a.spool != nil {

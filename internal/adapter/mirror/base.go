@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -35,6 +36,7 @@ type runState struct {
 	budget   int
 	version  string     // of this binary
 	base     *baseState // deltas only
+	log      *slog.Logger
 }
 
 // baseState is the record state after the base bundle: the folded indexes
@@ -102,7 +104,7 @@ func begin(ctx context.Context, bc engine.BeginContext) (any, error) {
 		return nil, err
 	}
 	st := &runState{variant: bc.Profile.Spec.Variant, sequence: Sequence(bc.Run), validity: v,
-		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget, version: bc.Version}
+		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget, version: bc.Version, log: bc.Log}
 	if st.sequence <= 0 {
 		return nil, xerr.New(xerr.Internal, "mirror run %s has no sequence (submitted by an older stella?)", bc.Run.ID).
 			WithHint("submit the run again")
