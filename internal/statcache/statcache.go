@@ -11,8 +11,9 @@
 // granularity) are never written, so those files are read again.
 //
 // The file is a header and fixed-size records sorted by the fingerprint of
-// (source, path); Open maps it read-only and looks records up by binary
-// search, so the cache takes no heap however many documents it holds.
+// (source, path); Open maps it read-only and looks records up through a
+// Fence, so the cache takes no heap (but a fixed table) however many
+// documents it holds. Beside it a run keeps a document list (doclist.go).
 package statcache
 
 import (
