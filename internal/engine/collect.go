@@ -691,7 +691,7 @@ func (d *carriedDocs) close() {
 
 // until passes the carried documents before (source, path) — all of the
 // rest when source is nil — to add.
-func (d *carriedDocs) until(source, path []byte, add func(source, path, digest []byte, k *statcache.Key) error) error {
+func (d *carriedDocs) until(source, path []byte, add func(source, path, digest []byte, sum *[32]byte, k *statcache.Key) error) error {
 	if d.c.docsFrom == nil {
 		return nil
 	}
@@ -712,7 +712,7 @@ func (d *carriedDocs) until(source, path []byte, add func(source, path, digest [
 		}
 		copy(d.digest[:], "sha256:")
 		hex.Encode(d.digest[7:], x.sum[:])
-		if err := add(x.src, x.path, d.digest[:], x.key); err != nil {
+		if err := add(x.src, x.path, d.digest[:], x.sum, x.key); err != nil {
 			return err
 		}
 		d.n++

@@ -204,25 +204,29 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	if cl, ok := state.(AdapterCloser); ok {
 		defer cl.Close() // what Begin opened (a delta's base state), however the run ends
 	}
+	side := newSideFiles(dir)
+	defer side.cleanup()
 	cctx, sc := e.openStatCache(cctx, run, prof)
 	var statOut *statcache.Writer
 	var docsOut *statcache.DocListWriter
-	statPartial := filepath.Join(dir, statCacheName+".partial")
-	docsPartial := filepath.Join(dir, docListName+".partial")
+	statDone, docsDone := func() {}, func() {}
 	if sc != nil {
 		defer sc.base.Close()
 		defer sc.docs.Close()
 		// Caches for the next run of the chain: one that cannot be written
 		// costs that run its speed-up, not this run its bundle.
-		if statOut, err = statcache.Create(statPartial); err != nil {
+		var p string
+		p, statDone = side.file(statCacheName)
+		if statOut, err = statcache.Create(p); err != nil {
 			e.log.Warn("run.statcache_unwritten", "runId", run.ID, "err", err.Error())
 		} else {
-			defer func() { statOut.Close(); os.Remove(statPartial) }() // renamed into place when the run succeeds
+			defer statOut.Close()
 		}
-		if docsOut, err = statcache.CreateDocList(docsPartial); err != nil {
+		p, docsDone = side.file(docListName)
+		if docsOut, err = statcache.CreateDocList(p); err != nil {
 			e.log.Warn("run.doclist_unwritten", "runId", run.ID, "err", err.Error())
 		} else {
-			defer func() { docsOut.Close(); os.Remove(docsPartial) }()
+			defer docsOut.Close()
 		}
 	}
 	c, err := e.collect(cctx, run, prof.Spec, sorter, progress)
@@ -236,23 +240,8 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	}
 	defer stage.Remove()
 	codec := bundle.Codec(prof.Spec.Compression.Codec)
-	type sideFile struct {
-		path string
-		done bool
-	}
-	side := map[string]*sideFile{}
-	defer func() {
-		for _, f := range side {
-			os.RemoveAll(f.path) // renamed into place when the run succeeds
-		}
-	}()
 	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level, SourceDateEpoch: e.cfg.SourceDateEpoch, State: state,
-		SideFile: func(name string) (string, func()) {
-			f := &sideFile{path: filepath.Join(dir, name+".partial")}
-			os.RemoveAll(f.path) // a left-over of a run that died
-			side[name] = f
-			return f.path, func() { f.done = true }
-		}}
+		SideFile: side.file}
 	factory := NewJSONLayout
 	if f, ok := adapters[prof.Spec.Kind+":"+prof.Spec.Variant]; ok {
 		factory = f
@@ -347,25 +336,19 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	// part of the bundle; a run without them reads every document.
 	if statOut != nil {
 		if err := statOut.Close(); err == nil {
-			os.Rename(statPartial, filepath.Join(dir, statCacheName))
+			statDone()
 		} else {
 			e.log.Warn("run.statcache_unwritten", "runId", run.ID, "err", err.Error())
 		}
 	}
 	if docsOut != nil {
 		if err := docsOut.Close(); err == nil {
-			os.Rename(docsPartial, filepath.Join(dir, docListName))
+			docsDone()
 		} else {
 			e.log.Warn("run.doclist_unwritten", "runId", run.ID, "err", err.Error())
 		}
 	}
-	for name, f := range side {
-		if f.done {
-			if err := os.Rename(f.path, filepath.Join(dir, name)); err != nil {
-				e.log.Warn("run.side_file", "runId", run.ID, "file", name, "err", err.Error())
-			}
-		}
-	}
+	side.commit(e.log, run.ID)
 	progress("done", 1, 1, size)
 	return arts, counts, m.ExportID, nil
 }

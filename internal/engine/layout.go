@@ -224,9 +224,9 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 		srcHash = nil
 	}
 	// addDoc counts a document towards its source's digest and this
-	// run's document list.
+	// run's document list (sum is the digest's bytes, when known).
 	var sumBuf [32]byte
-	addDoc := func(source, path, digest []byte, k *statcache.Key) error {
+	addDoc := func(source, path, digest []byte, sum *[32]byte, k *statcache.Key) error {
 		if srcHash == nil || string(source) != srcName {
 			flushSource()
 			srcName, srcHash, srcDocs = string(source), sha256.New(), 0
@@ -239,13 +239,16 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 		if c.docsOut == nil || k == nil {
 			return nil
 		}
-		if len(digest) != 71 || string(digest[:7]) != "sha256:" {
-			return fmt.Errorf("internal: document digest %q", digest)
+		if sum == nil {
+			if len(digest) != 71 || string(digest[:7]) != "sha256:" {
+				return fmt.Errorf("internal: document digest %q", digest)
+			}
+			if _, err := hex.Decode(sumBuf[:], digest[7:]); err != nil {
+				return fmt.Errorf("internal: document digest %q", digest)
+			}
+			sum = &sumBuf
 		}
-		if _, err := hex.Decode(sumBuf[:], digest[7:]); err != nil {
-			return fmt.Errorf("internal: document digest %q", digest)
-		}
-		c.docsOut.Add(source, path, &sumBuf, k) // a cache: a failure is the writer's, reported at its Close
+		c.docsOut.Add(source, path, sum, k) // a cache: a failure is the writer's, reported at its Close
 		return nil
 	}
 	// The documents taken as unchanged from their status come from the
@@ -313,9 +316,9 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 				return err
 			}
 			if c.stats { // value: key, digest
-				return addDoc(f[0], f[1], v[len(statcache.Key{}):], (*statcache.Key)(v[:len(statcache.Key{})]))
+				return addDoc(f[0], f[1], v[len(statcache.Key{}):], nil, (*statcache.Key)(v[:len(statcache.Key{})]))
 			}
-			return addDoc(f[0], f[1], v, nil)
+			return addDoc(f[0], f[1], v, nil, nil)
 		case nsData:
 			if !checkedPolicy {
 				checkedPolicy = true

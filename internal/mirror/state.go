@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 
 	"github.com/stellaops/stella/internal/extsort"
 	"github.com/stellaops/stella/internal/mmapfile"
@@ -102,6 +101,7 @@ type RecordStateWriter struct {
 	ops     chan []stateOp
 	ran     chan struct{}
 	closed  bool
+	copied  int64 // bytes copied from the base since its pages were last trimmed
 }
 
 // stateOp is a queued Add (e) or Copy (from, to).
@@ -268,8 +268,8 @@ func (w *RecordStateWriter) copyEntries(from, to int) error {
 	if _, err := w.w.Write(w.base.blob[start:end]); err != nil {
 		return w.fail(err)
 	}
-	if w.base.copied.Add(int64(end-start)+8*int64(to-from)) > 8<<20 {
-		w.base.copied.Store(0)
+	if w.copied += int64(end-start) + 8*int64(to-from); w.copied > 8<<20 {
+		w.copied = 0
 		w.base.trim.Now() // copied: drop those pages
 	}
 	w.copies = append(w.copies, copyRange{from: from, to: to, at: int(w.n)})
@@ -432,10 +432,8 @@ type RecordState struct {
 	fence   *statcache.Fence // over docs
 	release func() error
 	// trim drops the pages read in order (the checks at open, the copies
-	// and the document index of a delta); copied counts the bytes copied
-	// since the last trim.
-	trim   *mmapfile.Trimmer
-	copied atomic.Int64
+	// and the document index of a delta)
+	trim *mmapfile.Trimmer
 }
 
 // OpenRecordState opens the state file at path: (nil, nil) when there is none.

@@ -7,9 +7,6 @@ import (
 	"os"
 )
 
-// Mapped reports whether Map maps files (rather than reading them).
-const Mapped = false
-
 func mapFile(f *os.File, size int64) ([]byte, func() error, error) {
 	data := make([]byte, size)
 	if _, err := io.ReadFull(io.NewSectionReader(f, 0, size), data); err != nil {

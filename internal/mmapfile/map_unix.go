@@ -10,9 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Mapped reports whether Map maps files (rather than reading them).
-const Mapped = true
-
 func mapFile(f *os.File, size int64) ([]byte, func() error, error) {
 	if int64(int(size)) != size {
 		return nil, nil, fmt.Errorf("%s: too large to map (%d bytes)", f.Name(), size)

@@ -9,8 +9,7 @@ import (
 )
 
 // Map returns the bytes of f and a function that releases them. An empty
-// file gives no bytes. Mapped is false when the bytes were read instead
-// (platforms without mmap).
+// file gives no bytes. Where files cannot be mapped, they are read.
 func Map(f *os.File) (data []byte, release func() error, err error) {
 	fi, err := f.Stat()
 	if err != nil {

@@ -198,7 +198,7 @@ func (c *Cache) Close() error {
 // Lookup returns the digest recorded for (source, path) when the file's
 // status st is the one recorded with it.
 func (c *Cache) Lookup(source, path string, st Stat) (digest string, ok bool) {
-	d, _, ok := c.LookupIndex(source, path, st)
+	d, _, ok := c.LookupKey(KeyOf(source, path), st)
 	return d, ok
 }
 
@@ -212,12 +212,8 @@ func (c *Cache) Entry(i int) (key, rec []byte) {
 	return r[:16], r[16:]
 }
 
-// LookupIndex is Lookup that also returns the entry's index.
-func (c *Cache) LookupIndex(source, path string, st Stat) (digest string, i int, ok bool) {
-	return c.LookupKey(KeyOf(source, path), st)
-}
-
-// LookupKey is LookupIndex by the document's key (KeyOf).
+// LookupKey is Lookup by the document's key (KeyOf), also returning the
+// entry's number.
 func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
 	if c == nil {
 		return "", -1, false

@@ -437,21 +437,22 @@ func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
 		}
 	}
 	pos := 0  // the next base entry to classify
-	keep := 0 // base entries [keep, pos) stay in the state after this bundle
-	// replace ends the run of base entries that stay at i; entry i does
-	// not stay, and e (when set) takes its place in the new state.
-	replace := func(i int, e *mirror.Entry) error {
+	keep := 0 // base entries from keep on stay in the state after this bundle, so far
+	// upTo copies the base entries [keep, i) into the new state.
+	upTo := func(i int) error {
+		from := keep
+		keep = i
 		if a.state == nil {
 			return nil
 		}
-		if err := a.state.Copy(keep, i); err != nil {
-			return err
-		}
-		keep = i + 1
-		if e == nil {
+		return a.state.Copy(from, i)
+	}
+	// put adds one of this run's entries to the new state.
+	put := func(e mirror.Entry) error {
+		if a.state == nil {
 			return nil
 		}
-		return a.state.Add(*e)
+		return a.state.Add(e)
 	}
 	// baseOnly classifies the base entries before to that this run has no
 	// record for: unchanged when their documents were, removed otherwise.
@@ -464,9 +465,10 @@ func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
 			d.Removed = append(d.Removed, be.Key())
 			tombs = append(tombs, mirror.Tombstone{Kind: be.Kind, ID: be.ID, Reason: mirror.ReasonRemoved, Digest: be.Digest,
 				File: be.File, Source: be.Source, Path: be.Path})
-			if err := replace(i, nil); err != nil {
+			if err := upTo(i); err != nil {
 				return err
 			}
+			keep = i + 1 // removed: not in the new state
 		}
 		pos = to
 		return nil
@@ -483,10 +485,12 @@ func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
 				if err := iw.add(c.entry); err != nil {
 					return err
 				}
-				if err := replace(j, &c.entry); err != nil {
+				if err := upTo(j); err != nil { // the new entry goes before base entry j
 					return err
 				}
-				keep = j // entry j was not replaced: the new entry goes before it
+				if err := put(c.entry); err != nil {
+					return err
+				}
 			} else if c.same {
 				return fmt.Errorf("internal: %s:%s marked unchanged but not in the base", c.kind, c.id)
 			}
@@ -524,7 +528,11 @@ func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
 			if err := iw.add(c.entry); err != nil {
 				return err
 			}
-			if err := replace(j, &c.entry); err != nil {
+			if err := upTo(j); err != nil {
+				return err
+			}
+			keep = j + 1 // replaced by this run's entry
+			if err := put(c.entry); err != nil {
 				return err
 			}
 		}
@@ -532,10 +540,8 @@ func (a *adapter) classify(cur <-chan current, iw *indexSet) error {
 	if err := baseOnly(n); err != nil {
 		return err
 	}
-	if a.state != nil {
-		if err := a.state.Copy(keep, n); err != nil {
-			return err
-		}
+	if err := upTo(n); err != nil {
+		return err
 	}
 	for _, l := range [][]string{d.Added, d.Changed, d.Removed} {
 		sort.Strings(l)
