@@ -5,13 +5,14 @@
 package extsort
 
 import (
-	"bufio"
 	"bytes"
 	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -140,44 +141,92 @@ func sortPairs(buf []pair) {
 	})
 }
 
-// runBlock is the S2 block size of run files: it bounds the memory each
-// run's reader needs during a merge.
+// runBlock is the uncompressed size a block of a run file is filled to: it
+// bounds the memory each run's reader needs during a merge (a pair larger
+// than a block gets a block of its own).
 const runBlock = 256 << 10
 
 // maxFanIn is the most runs merged at once: with more, runs are first
-// merged into bigger ones, so that merge memory (a reader and two batches per
+// merged into bigger ones, so that merge memory (a reader and two blocks per
 // run) does not grow with the number of pairs.
 const maxFanIn = 32
 
-// runWriter writes one run file: pairs in order, S2-compressed (JSON
-// records shrink several times, so the run files cost a fraction of the I/O).
+// Run files are a sequence of blocks, each a 12-byte header — the block's
+// uncompressed length, its compressed length and the CRC-32C of the
+// uncompressed bytes, little-endian uint32s — and the block, S2-compressed
+// (JSON records shrink several times, so the run files cost a fraction of
+// the I/O). A block holds whole pairs, each a uvarint key length, a uvarint
+// value length, the key and the value. Pairs are appended to the block
+// buffer once and the reader hands out pairs that point into the decoded
+// block: no stream layers copying the bytes in between.
+const blockHeader = 12
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// runWriter writes one run file.
 type runWriter struct {
 	f   *os.File
-	z   *s2.Writer
-	w   *bufio.Writer
-	hdr [2 * binary.MaxVarintLen64]byte
+	raw []byte // the pairs of the block being filled
+	z   []byte // header and compressed block
+	err error
 }
 
 func newRunWriter(f *os.File) *runWriter {
-	z := s2.NewWriter(f, s2.WriterConcurrency(1), s2.WriterBlockSize(runBlock))
-	return &runWriter{f: f, z: z, w: bufio.NewWriterSize(z, 64<<10)}
+	return &runWriter{f: f, raw: make([]byte, 0, runBlock)}
 }
 
 func (rw *runWriter) add(k, v []byte) error {
-	n := binary.PutUvarint(rw.hdr[:], uint64(len(k)))
-	n += binary.PutUvarint(rw.hdr[n:], uint64(len(v)))
-	rw.w.Write(rw.hdr[:n])
-	rw.w.Write(k)
-	_, err := rw.w.Write(v)
-	return err
+	if rw.err != nil {
+		return rw.err
+	}
+	n := len(k) + len(v) + 2*binary.MaxVarintLen64
+	if len(rw.raw) > 0 && len(rw.raw)+n > runBlock {
+		if err := rw.flush(); err != nil {
+			return err
+		}
+	}
+	rw.raw = binary.AppendUvarint(rw.raw, uint64(len(k)))
+	rw.raw = binary.AppendUvarint(rw.raw, uint64(len(v)))
+	rw.raw = append(rw.raw, k...)
+	rw.raw = append(rw.raw, v...)
+	return nil
+}
+
+// flush compresses and writes the block being filled.
+func (rw *runWriter) flush() error {
+	if len(rw.raw) == 0 || rw.err != nil {
+		return rw.err
+	}
+	if len(rw.raw) > math.MaxUint32 {
+		rw.err = fmt.Errorf("a block of %d bytes", len(rw.raw))
+		return rw.err
+	}
+	need := blockHeader + s2.MaxEncodedLen(len(rw.raw))
+	if cap(rw.z) < need {
+		rw.z = make([]byte, need)
+	}
+	z := s2.Encode(rw.z[blockHeader:need], rw.raw)
+	hdr := rw.z[:blockHeader]
+	binary.LittleEndian.PutUint32(hdr[0:], uint32(len(rw.raw)))
+	binary.LittleEndian.PutUint32(hdr[4:], uint32(len(z)))
+	binary.LittleEndian.PutUint32(hdr[8:], crc32.Checksum(rw.raw, castagnoli))
+	if &z[0] != &rw.z[blockHeader] { // not encoded in place (it always is: dst was big enough)
+		copy(rw.z[blockHeader:], z)
+	}
+	if _, err := rw.f.Write(rw.z[:blockHeader+len(z)]); err != nil {
+		rw.err = err
+		return err
+	}
+	if cap(rw.raw) > runBlock { // a big pair's block: do not keep it
+		rw.raw = make([]byte, 0, runBlock)
+	}
+	rw.raw = rw.raw[:0]
+	return nil
 }
 
 // close finishes and closes the file.
 func (rw *runWriter) close() error {
-	err := rw.w.Flush()
-	if err == nil {
-		err = rw.z.Close()
-	}
+	err := rw.flush()
 	if cerr := rw.f.Close(); err == nil {
 		err = cerr
 	}
@@ -315,30 +364,28 @@ func (s *Sorter) Close() error {
 }
 
 // runReader reads one sorted run: a run file, decoded ahead by its own
-// goroutine in batches (so that decompression runs beside the merge), or
-// the in-memory buffer (mem).
+// goroutine a block at a time (so that decompression runs beside the
+// merge), or the in-memory buffer (mem).
 type runReader struct {
 	f    *os.File
 	mem  []pair
 	k, v []byte
 	idx  int
 
-	batches chan *batch // decoded batches, closed at the end of the run
-	free    chan *batch // batches handed back for reuse
+	batches chan *batch // decoded blocks, closed at the end of the run
+	free    chan *batch // blocks handed back for reuse
 	stop    chan struct{}
 	done    chan struct{}
 	err     error // the decoder's error, read after batches is closed
 	cur     *batch
 }
 
-// batch is a slice of decoded pairs and the memory they point into.
+// batch is the pairs of one decoded block; they point into block.
 type batch struct {
-	arena []byte
+	block []byte
 	pairs []pair
 	pos   int // the next pair to hand out
 }
-
-const batchBytes = 128 << 10
 
 func (rr *runReader) prefetch() {
 	rr.batches = make(chan *batch, 1)
@@ -346,12 +393,13 @@ func (rr *runReader) prefetch() {
 	rr.stop = make(chan struct{})
 	rr.done = make(chan struct{})
 	for i := 0; i < 2; i++ {
-		rr.free <- &batch{arena: make([]byte, 0, batchBytes)}
+		rr.free <- &batch{block: make([]byte, 0, runBlock)}
 	}
 	go func() {
 		defer close(rr.done)
 		defer close(rr.batches)
-		r := bufio.NewReaderSize(s2.NewReader(rr.f, s2.ReaderMaxBlockSize(runBlock)), 32<<10)
+		var hdr [blockHeader]byte
+		var z []byte
 		for {
 			var b *batch
 			select {
@@ -359,19 +407,13 @@ func (rr *runReader) prefetch() {
 			case <-rr.stop:
 				return
 			}
-			b.arena, b.pairs, b.pos = b.arena[:0], b.pairs[:0], 0
-			for len(b.arena) < batchBytes-4<<10 {
-				k, v, ok, err := readPair(r, &b.arena)
-				if err != nil {
-					rr.err = fmt.Errorf("extsort: run %s: %w", rr.f.Name(), err)
-					return
-				}
-				if !ok {
-					break
-				}
-				b.pairs = append(b.pairs, pair{k, v})
+			var err error
+			z, err = readBlock(rr.f, hdr[:], z, b)
+			if err == io.EOF {
+				return
 			}
-			if len(b.pairs) == 0 {
+			if err != nil {
+				rr.err = fmt.Errorf("extsort: run %s: %w", rr.f.Name(), err)
 				return
 			}
 			select {
@@ -383,36 +425,57 @@ func (rr *runReader) prefetch() {
 	}()
 }
 
-// readPair reads one pair into *arena (a pair that does not fit gets its
-// own memory); ok is false at the end of the run.
-func readPair(r *bufio.Reader, arena *[]byte) (k, v []byte, ok bool, err error) {
-	kl, err := binary.ReadUvarint(r)
-	if err == io.EOF {
-		return nil, nil, false, nil
-	}
-	if err != nil {
-		return nil, nil, false, err
-	}
-	vl, err := binary.ReadUvarint(r)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	need := int(kl + vl)
-	a := *arena
-	var b []byte
-	if len(a)+need <= cap(a) {
-		b = a[len(a) : len(a)+need]
-		*arena = a[:len(a)+need]
-	} else {
-		b = make([]byte, need)
-	}
-	if _, err := io.ReadFull(r, b); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+// readBlock reads the next block of r into b (z is the buffer for the
+// compressed bytes, returned for reuse); io.EOF at the end of the run.
+func readBlock(r io.Reader, hdr, z []byte, b *batch) ([]byte, error) {
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			err = errors.New("truncated block header")
 		}
-		return nil, nil, false, err
+		return z, err
 	}
-	return b[:kl:kl], b[kl:], true, nil
+	rawLen := int(binary.LittleEndian.Uint32(hdr[0:]))
+	zLen := int(binary.LittleEndian.Uint32(hdr[4:]))
+	sum := binary.LittleEndian.Uint32(hdr[8:])
+	if rawLen == 0 || zLen == 0 || zLen > s2.MaxEncodedLen(rawLen) {
+		return z, fmt.Errorf("damaged block header (%d bytes, %d compressed)", rawLen, zLen)
+	}
+	if cap(z) < zLen {
+		z = make([]byte, zLen)
+	}
+	z = z[:zLen]
+	if _, err := io.ReadFull(r, z); err != nil {
+		return z, fmt.Errorf("truncated block: %w", err)
+	}
+	if n, err := s2.DecodedLen(z); err != nil || n != rawLen {
+		return z, fmt.Errorf("damaged block (decoded length %d, want %d): %v", n, rawLen, err)
+	}
+	if cap(b.block) < rawLen || (cap(b.block) > runBlock && rawLen <= runBlock) {
+		b.block = make([]byte, max(rawLen, runBlock)) // a big pair's block is not kept
+	}
+	block, err := s2.Decode(b.block[:cap(b.block)], z)
+	if err != nil {
+		return z, fmt.Errorf("damaged block: %w", err)
+	}
+	if crc32.Checksum(block, castagnoli) != sum {
+		return z, errors.New("damaged block: checksum mismatch")
+	}
+	b.block, b.pairs, b.pos = block, b.pairs[:0], 0
+	for rest := block; len(rest) > 0; {
+		kl, n := binary.Uvarint(rest)
+		if n <= 0 {
+			return z, errors.New("damaged block: pair header")
+		}
+		rest = rest[n:]
+		vl, n := binary.Uvarint(rest)
+		if n <= 0 || kl > uint64(len(rest)-n) || vl > uint64(len(rest)-n)-kl {
+			return z, errors.New("damaged block: pair header")
+		}
+		rest = rest[n:]
+		b.pairs = append(b.pairs, pair{rest[:kl:kl], rest[kl : kl+vl : kl+vl]})
+		rest = rest[kl+vl:]
+	}
+	return z, nil
 }
 
 func (rr *runReader) close() {

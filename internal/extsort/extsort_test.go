@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -101,5 +102,93 @@ func TestManyRunsMergeInPasses(t *testing.T) {
 	})
 	if err != nil || i != n {
 		t.Fatalf("merged %d of %d: %v", i, n, err)
+	}
+}
+
+// Pairs larger than a run block, beside small ones, come back whole.
+func TestBigPairs(t *testing.T) {
+	s := New(t.TempDir(), 64<<10)
+	want := map[string]string{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 300; i++ {
+		k := fmt.Sprintf("k%05d", rng.IntN(1e5))
+		n := 10 + rng.IntN(100)
+		if i%37 == 0 {
+			n = runBlock + rng.IntN(runBlock) // a block of its own
+		}
+		v := make([]byte, n)
+		for j := range v {
+			v[j] = byte('a' + rng.IntN(26))
+		}
+		if _, dup := want[k]; dup {
+			continue
+		}
+		want[k] = string(v)
+		if err := s.Add([]byte(k), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.runs) < 2 {
+		t.Fatalf("%d runs: the test needs spills", len(s.runs))
+	}
+	n := 0
+	prev := ""
+	err := s.Merge(func(k, v []byte) error {
+		if string(k) <= prev {
+			return fmt.Errorf("key %q after %q", k, prev)
+		}
+		prev = string(k)
+		if want[string(k)] != string(v) {
+			return fmt.Errorf("key %q: value of %d bytes, want %d", k, len(v), len(want[string(k)]))
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) {
+		t.Fatalf("%d pairs, want %d", n, len(want))
+	}
+}
+
+// A run file damaged on disk fails the merge; it is never read as other pairs.
+func TestDamagedRunFails(t *testing.T) {
+	for _, damage := range []string{"flip", "truncate", "header"} {
+		t.Run(damage, func(t *testing.T) {
+			s := New(t.TempDir(), 8<<10)
+			for i := 0; i < 2000; i++ {
+				if err := s.Add(fmt.Appendf(nil, "key-%06d", (i*7919)%2000), fmt.Appendf(nil, "value %d of the run", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(s.runs) == 0 {
+				t.Fatal("no run spilled")
+			}
+			s.inflight.Wait()
+			name := s.runs[0]
+			b, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch damage {
+			case "flip":
+				b[len(b)/2] ^= 0x40
+			case "truncate":
+				b = b[:len(b)-3]
+			case "header":
+				b[4] ^= 0xff // the compressed length
+			}
+			if err := os.WriteFile(name, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err = s.Merge(func(k, v []byte) error { return nil })
+			if err == nil {
+				t.Fatal("a damaged run merged without an error")
+			}
+			if !strings.Contains(err.Error(), name) {
+				t.Errorf("error %q does not name the run file", err)
+			}
+		})
 	}
 }
