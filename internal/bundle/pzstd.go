@@ -3,7 +3,6 @@ package bundle
 import (
 	"io"
 	"runtime"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -30,8 +29,12 @@ type frameWriter struct {
 	err     error
 	wrote   bool
 	closed  bool
-	pool    sync.Pool // input buffers
-	outPool sync.Pool // compressed frames, once written
+	// Buffers of finished frames, for the next ones: plain free lists
+	// (only the writing goroutine takes and returns them), not sync.Pools,
+	// which every collection empties — a new 4 MiB input buffer to clear
+	// and an output buffer to grow again, frame after frame.
+	freeIn  [][]byte
+	freeOut [][]byte
 }
 
 type frameJob struct {
@@ -56,8 +59,8 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if f.buf == nil {
-			if b, ok := f.pool.Get().(*[]byte); ok {
-				f.buf = (*b)[:0]
+			if n := len(f.freeIn); n > 0 {
+				f.buf, f.freeIn = f.freeIn[n-1][:0], f.freeIn[:n-1]
 			} else {
 				f.buf = make([]byte, 0, frameBytes)
 			}
@@ -90,12 +93,14 @@ func (f *frameWriter) submit() error {
 	j := &frameJob{in: f.buf, done: make(chan struct{})}
 	f.buf = nil
 	f.wrote = true
+	var dst []byte
+	if n := len(f.freeOut); n > 0 {
+		dst, f.freeOut = f.freeOut[n-1][:0], f.freeOut[:n-1]
+	} else {
+		dst = make([]byte, 0, len(j.in)/2+1<<10)
+	}
 	f.sem <- struct{}{}
 	go func() {
-		var dst []byte
-		if b, ok := f.outPool.Get().(*[]byte); ok {
-			dst = (*b)[:0]
-		}
 		j.out = f.enc.EncodeAll(j.in, dst)
 		<-f.sem
 		close(j.done)
@@ -113,15 +118,15 @@ func (f *frameWriter) flushOne() error {
 	j := f.pending[0]
 	<-j.done
 	f.pending = f.pending[1:]
-	in := j.in
-	f.pool.Put(&in)
+	if cap(j.in) == frameBytes {
+		f.freeIn = append(f.freeIn, j.in[:0])
+	}
 	if f.err == nil {
 		if _, err := f.w.Write(j.out); err != nil {
 			f.err = err
 		}
 	}
-	out := j.out[:0]
-	f.outPool.Put(&out)
+	f.freeOut = append(f.freeOut, j.out[:0])
 	return f.err
 }
 
@@ -141,6 +146,7 @@ func (f *frameWriter) Close() error {
 	for len(f.pending) > 0 {
 		f.flushOne()
 	}
+	f.freeIn, f.freeOut = nil, nil
 	f.enc.Close()
 	return f.err
 }
