@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/stellaops/stella/internal/canon"
 )
@@ -22,14 +23,17 @@ import (
 
 // osvScan is the decoder's cursor over one document.
 type osvScan struct {
-	b []byte
-	i int
+	b   []byte
+	doc string // b as a string (shared, not copied): strings without escapes are its substrings
+	i   int
 }
 
 // fastOSV decodes js (valid UTF-8, starting with '{' after whitespace) into
 // a zero *pr; ok=false means pr must be decoded another way.
 func fastOSV(js []byte, pr *probe) (ok bool) {
-	s := osvScan{b: js}
+	// Strings without escapes share js's memory instead of being copied one
+	// by one (Parse's results may alias doc.Raw; see Parse).
+	s := osvScan{b: js, doc: unsafe.String(unsafe.SliceData(js), len(js))}
 	if !s.topObject(&pr.osvDoc) {
 		return false
 	}
@@ -89,7 +93,7 @@ func (s *osvScan) str() (string, bool) {
 		return "", false
 	}
 	if !esc {
-		return string(raw), true
+		return s.sub(raw), true
 	}
 	return unescape(raw)
 }
@@ -146,6 +150,13 @@ func (s *osvScan) strRaw() (raw []byte, esc, ok bool) {
 			i++
 		}
 	}
+}
+
+// sub returns the bytes raw of the document (a string body that strRaw
+// just read, ending at s.i-1) as a substring of s.doc.
+func (s *osvScan) sub(raw []byte) string {
+	end := s.i - 1
+	return s.doc[end-len(raw) : end]
 }
 
 func isHex(c byte) bool {
@@ -210,10 +221,14 @@ func (s *osvScan) key() (string, bool) {
 		return "", false
 	}
 	raw, esc, ok := s.strRaw()
-	if !ok || esc || !s.eat(':') {
+	if !ok || esc {
 		return "", false
 	}
-	return string(raw), true
+	k := s.sub(raw)
+	if !s.eat(':') {
+		return "", false
+	}
+	return k, true
 }
 
 // object reads an object, calling field for each member with the cursor on

@@ -22,7 +22,9 @@ import (
 // YAML, a .jsonl/.ndjson name means JSON lines) and returns what it holds,
 // with the normalised records filled and Source, Path and Digest copied from
 // doc. Any problem is a *DocError with a precise reason. Parse never changes
-// doc.Raw; findings lines alias it.
+// doc.Raw, and the result may share its memory (findings lines and the
+// strings of an OSV record alias it): a caller that reuses doc.Raw's memory
+// must be done with the result first.
 func Parse(doc record.Document) (*record.Parsed, error) {
 	if doc.Digest == "" {
 		doc.Digest = record.Digest(doc.Raw)
