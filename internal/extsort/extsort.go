@@ -6,6 +6,7 @@ package extsort
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"encoding/binary"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -42,7 +44,10 @@ type Sorter struct {
 	done     bool
 }
 
-type pair struct{ k, v []byte }
+type pair struct {
+	k, v []byte
+	ab   uint64 // sortPairs: eight bytes of k from the depth being sorted on (see abIdx)
+}
 
 // New makes a sorter that spills to dir when its buffer passes budget bytes
 // (0 = 64 MiB).
@@ -82,8 +87,8 @@ func (s *Sorter) Add(key, val []byte) error {
 	s.arena = append(s.arena, val...)
 	k := s.arena[off : off+len(key) : off+len(key)]
 	v := s.arena[off+len(key) : off+n : off+n]
-	s.buf = append(s.buf, pair{k, v})
-	s.size += n + 48
+	s.buf = append(s.buf, pair{k: k, v: v})
+	s.size += n + int(unsafe.Sizeof(pair{}))
 	s.pairs++
 	if s.size < s.budget {
 		s.mu.Unlock()
@@ -131,14 +136,123 @@ func (s *Sorter) Pairs() int64 { return s.pairs }
 
 // sortPairs orders pairs by key, and pairs with equal keys by value, so
 // that the order never depends on the order of Add calls (which concurrent
-// callers do not fix); pdqsort, much faster than a stable sort.
+// callers do not fix).
+//
+// Keys of one run share long prefixes (namespace, stream, an id prefix),
+// so a comparison sort spends its time on cache misses and common prefixes.
+// Instead the pairs are sorted eight key bytes at a time: those bytes are
+// read once per pair, radix-sorted as integers with the pair's index, the
+// pairs moved once into that order, and each range of pairs with equal
+// bytes sorted on the next eight the same way. Ranges in which a key ends
+// are sorted by comparing keys (then values).
 func sortPairs(buf []pair) {
-	slices.SortFunc(buf, func(a, b pair) int {
-		if c := bytes.Compare(a.k, b.k); c != 0 {
-			return c
+	var sc sortScratch
+	sc.sortFrom(buf, 0)
+}
+
+type abIdx struct {
+	ab uint64 // key bytes [depth, depth+8) as a big-endian integer
+	i  uint32 // the pair's index in the range
+}
+
+// sortScratch holds the buffers of one sortPairs, reused down the ranges.
+type sortScratch struct {
+	ix, ix2 []abIdx
+	tmp     []pair
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// sortFrom sorts pairs whose keys are equal before depth.
+func (sc *sortScratch) sortFrom(ps []pair, depth int) {
+	for {
+		n := len(ps)
+		if n < 2 {
+			return
 		}
-		return bytes.Compare(a.v, b.v)
-	})
+		short := n <= 16
+		for i := range ps {
+			if len(ps[i].k) < depth+8 {
+				short = true // a key ends here: compare whole keys (and lengths)
+				break
+			}
+		}
+		if short {
+			slices.SortFunc(ps, func(a, b pair) int {
+				if c := bytes.Compare(a.k[depth:], b.k[depth:]); c != 0 {
+					return c
+				}
+				return bytes.Compare(a.v, b.v)
+			})
+			return
+		}
+		sc.ix = grow(sc.ix, n)
+		ix := sc.ix
+		for i := range ps {
+			ix[i] = abIdx{binary.BigEndian.Uint64(ps[i].k[depth:]), uint32(i)}
+		}
+		if n < 256 {
+			slices.SortFunc(ix, func(a, b abIdx) int { return cmp.Compare(a.ab, b.ab) })
+		} else {
+			sc.ix2 = grow(sc.ix2, n)
+			ix = radixSort(ix, sc.ix2)
+		}
+		if ix[0].ab == ix[n-1].ab { // one range: on to the next eight bytes
+			depth += 8
+			continue
+		}
+		sc.tmp = grow(sc.tmp, n)
+		copy(sc.tmp, ps)
+		for j, x := range ix {
+			ps[j] = sc.tmp[x.i]
+			ps[j].ab = x.ab
+		}
+		for i := 0; i < n; {
+			j := i + 1
+			for j < n && ps[j].ab == ps[i].ab {
+				j++
+			}
+			if j-i > 1 {
+				sc.sortFrom(ps[i:j], depth+8)
+			}
+			i = j
+		}
+		return
+	}
+}
+
+// radixSort sorts a by ab (least significant byte first, skipping bytes
+// that are the same everywhere), using b as scratch; it returns whichever
+// of the two holds the result.
+func radixSort(a, b []abIdx) []abIdx {
+	var counts [8][256]int
+	for _, x := range a {
+		for d := range 8 {
+			counts[d][byte(x.ab>>(8*d))]++
+		}
+	}
+	for d := range 8 {
+		c := &counts[d]
+		if c[byte(a[0].ab>>(8*d))] == len(a) {
+			continue // every element has this byte: nothing to order
+		}
+		sum := 0
+		for k := range c {
+			c[k], sum = sum, sum+c[k]
+		}
+		for _, x := range a {
+			k := byte(x.ab >> (8 * d))
+			b[c[k]] = x
+			c[k]++
+		}
+		a, b = b, a
+	}
+	return a
 }
 
 // runBlock is the uncompressed size a block of a run file is filled to: it
@@ -472,7 +586,7 @@ func readBlock(r io.Reader, hdr, z []byte, b *batch) ([]byte, error) {
 			return z, errors.New("damaged block: pair header")
 		}
 		rest = rest[n:]
-		b.pairs = append(b.pairs, pair{rest[:kl:kl], rest[kl : kl+vl : kl+vl]})
+		b.pairs = append(b.pairs, pair{k: rest[:kl:kl], v: rest[kl : kl+vl : kl+vl]})
 		rest = rest[kl+vl:]
 	}
 	return z, nil
