@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/stellaops/stella/internal/canon"
 )
@@ -185,13 +186,12 @@ func (iw *IndexWriter) Close() error {
 // small scanner for the canonical form stella writes (with a fallback to
 // encoding/json for anything else), so reading a large index is cheap.
 type IndexReader struct {
-	Header   IndexHeader
-	br       *bufio.Reader
-	done     bool
-	n        int64
-	lastKind string
-	lastID   string
-	buf      []byte
+	Header IndexHeader
+	br     *bufio.Reader
+	done   bool
+	n      int64
+	last   []byte // kind, NUL, id of the last entry (for the order check)
+	buf    []byte
 }
 
 const maxIndexHeader = 1 << 20
@@ -248,6 +248,17 @@ func (ir *IndexReader) skipSpace() (byte, error) {
 // Next returns the next entry; ok is false at the end (then the trailer,
 // with the schema, has been checked).
 func (ir *IndexReader) Next() (e Entry, ok bool, err error) {
+	return ir.next(false)
+}
+
+// NextView is Next for a caller that keeps nothing of the entry: its
+// strings share the reader's buffer and are valid only until the next
+// call (no allocation per entry). Copy what is kept (strings.Clone).
+func (ir *IndexReader) NextView() (e Entry, ok bool, err error) {
+	return ir.next(true)
+}
+
+func (ir *IndexReader) next(view bool) (e Entry, ok bool, err error) {
 	if ir.done {
 		return e, false, nil
 	}
@@ -302,17 +313,30 @@ func (ir *IndexReader) Next() (e Entry, ok bool, err error) {
 		}
 	}
 	ir.buf = buf
-	if e, err = parseEntry(buf); err != nil {
+	var str string
+	if view {
+		str = unsafe.String(unsafe.SliceData(buf), len(buf))
+	} else {
+		str = string(buf) // the entry's strings are substrings of one copy
+	}
+	if e, err = parseEntryIn(buf, str); err != nil {
 		return e, false, fmt.Errorf("index: entry %d: %w", ir.n+1, err)
 	}
 	if e.ID == "" || IndexOf(e.Kind) != ir.Header.Index {
 		return e, false, fmt.Errorf("index %s: entry %d: kind %q / id %q do not belong here", ir.Header.Index, ir.n+1, e.Kind, e.ID)
 	}
-	if ir.n > 0 && Compare(ir.lastKind, ir.lastID, e.Kind, e.ID) >= 0 {
-		return e, false, fmt.Errorf("index %s: %s:%s is not sorted after %s:%s", ir.Header.Index, e.Kind, e.ID, ir.lastKind, ir.lastID)
+	if ir.n > 0 {
+		lastKind, lastID, _ := bytes.Cut(ir.last, []byte{0})
+		c := bytes.Compare(lastKind, []byte(e.Kind))
+		if c == 0 {
+			c = bytes.Compare(lastID, []byte(e.ID))
+		}
+		if c >= 0 {
+			return e, false, fmt.Errorf("index %s: %s:%s is not sorted after %s:%s", ir.Header.Index, e.Kind, e.ID, lastKind, lastID)
+		}
 	}
 	ir.n++
-	ir.lastKind, ir.lastID = e.Kind, e.ID
+	ir.last = append(append(append(ir.last[:0], e.Kind...), 0), e.ID...)
 	return e, true, nil
 }
 
@@ -320,6 +344,14 @@ func (ir *IndexReader) Next() (e Entry, ok bool, err error) {
 // nested objects and arrays by reporting them as open (parseEntry then
 // fails on them).
 func openString(b []byte) bool {
+	if bytes.IndexByte(b, '\\') < 0 { // no escapes (the common case): count the quotes
+		return bytes.Count(b[1:], []byte{'"'})%2 == 1
+	}
+	return openStringScan(b)
+}
+
+// openStringScan is openString byte by byte.
+func openStringScan(b []byte) bool {
 	in, esc := false, false
 	for _, c := range b[1:] {
 		switch {
@@ -337,6 +369,12 @@ func openString(b []byte) bool {
 // parseEntry reads one canonical entry object; anything unusual goes
 // through encoding/json.
 func parseEntry(b []byte) (Entry, error) {
+	return parseEntryIn(b, string(b)) // the entry's strings are substrings of one copy (one allocation, not six)
+}
+
+// parseEntryIn is parseEntry with str holding b's bytes: the entry's
+// strings are substrings of it.
+func parseEntryIn(b []byte, str string) (Entry, error) {
 	var e Entry
 	i := 1
 	for i < len(b)-1 {
@@ -362,7 +400,7 @@ func parseEntry(b []byte) (Entry, error) {
 			if k >= len(b) {
 				return slowEntry(b)
 			}
-			sv = string(b[i+1 : k])
+			sv = str[i+1 : k]
 			i = k + 1
 		} else {
 			k := i

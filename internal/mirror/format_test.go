@@ -3,6 +3,7 @@ package mirror
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -118,6 +119,21 @@ func TestAppendEntryIsCanonical(t *testing.T) {
 		}
 		if e.Source != "\xff" && back != e {
 			t.Errorf("round trip %+v -> %+v", e, back)
+		}
+	}
+}
+
+// openString's quote-counting fast path agrees with the byte scan.
+func TestOpenStringFastPath(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	alphabet := []byte(`{}",:ab\`)
+	for i := 0; i < 20000; i++ {
+		b := []byte{'{'}
+		for j := rng.IntN(40); j > 0; j-- {
+			b = append(b, alphabet[rng.IntN(len(alphabet))])
+		}
+		if got, want := openString(b), openStringScan(b); got != want {
+			t.Fatalf("openString(%q) = %v, the scan says %v", b, got, want)
 		}
 	}
 }

@@ -144,8 +144,9 @@ func (ic *indexCheck) readIndex(name string, r io.Reader) error {
 	collect := ic.manifest == nil || ic.manifest.Delta != nil
 	ic.mu.Unlock()
 	var n int64
+	var file string // the last file recorded (entries of one file come in long runs)
 	for {
-		e, ok, err := ir.Next()
+		e, ok, err := ir.NextView() // nothing of e is kept but copies
 		if err != nil {
 			return err
 		}
@@ -153,8 +154,12 @@ func (ic *indexCheck) readIndex(name string, r io.Reader) error {
 			break
 		}
 		n++
+		if e.File == file && !collect {
+			continue
+		}
+		file = strings.Clone(e.File)
 		ic.mu.Lock()
-		ic.files[e.File] = true
+		ic.files[file] = true
 		if collect {
 			if len(ic.ids) >= maxCollectedIDs {
 				ic.mu.Unlock()
