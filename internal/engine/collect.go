@@ -206,27 +206,47 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 	progress progressFn) (*collected, error) {
 	sel := newSelection(spec, run.Selectors)
 	c := &collected{sorter: sorter, counts: map[string]int64{}, skip: skipperFrom(ctx), start: time.Now()}
-	var unchanged func(source, path string, st statcache.Stat) (string, bool)
+	var unchanged func(q *evidence.UnchangedBatch)
 	if sc := statCacheFrom(ctx); sc != nil && sorter != nil {
 		c.stats = sc.record
 		if sc.base != nil && c.skip != nil {
 			c.carryFrom = sc.base
 			c.carry = make([]atomic.Uint64, (sc.base.Len()+63)/64)
 			c.docsFrom = sc.docs
-			unchanged = func(source, path string, st statcache.Stat) (string, bool) {
-				k := statcache.KeyOf(source, path)
-				d, i, ok := sc.base.LookupKey(k, st)
-				if !ok || !c.skip.skip(DocRef{Source: source, Path: path, Digest: d, Key: k}) {
-					return "", false
-				}
-				c.carry[i/64].Or(1 << (i % 64)) // its entries go into this run's cache and list as they are
-				if c.docsFrom == nil {
-					// No list to take it from in the merge: sort it.
-					if err := c.sorter.Add(key(nsDoc, source, path), append(k[:], d...)); err != nil {
-						c.addErr.CompareAndSwap(nil, &err)
+			prefetch, _ := c.skip.s.(DocPrefetcher)
+			unchanged = func(q *evidence.UnchangedBatch) {
+				keys := make([]statcache.Key, len(q.Paths))
+				for i, p := range q.Paths {
+					if q.Has[i] {
+						keys[i] = statcache.KeyOf(q.Source, p)
 					}
 				}
-				return d, true
+				// The look-ups land at random in the base's caches (keys
+				// are hashes): touch them all first, so that the processor
+				// overlaps the cache and TLB misses of the batch instead of
+				// taking them one after another.
+				sc.base.Prefetch(keys)
+				if prefetch != nil {
+					prefetch.PrefetchDocs(keys)
+				}
+				for i, p := range q.Paths {
+					if !q.Has[i] {
+						continue
+					}
+					k := keys[i]
+					d, idx, ok := sc.base.LookupKey(k, q.Stats[i])
+					if !ok || !c.skip.skip(DocRef{Source: q.Source, Path: p, Digest: d, Key: k}) {
+						continue
+					}
+					c.carry[idx/64].Or(1 << (idx % 64)) // its entries go into this run's cache and list as they are
+					if c.docsFrom == nil {
+						// No list to take it from in the merge: sort it.
+						if err := c.sorter.Add(key(nsDoc, q.Source, p), append(k[:], d...)); err != nil {
+							c.addErr.CompareAndSwap(nil, &err)
+						}
+					}
+					q.Digests[i] = d
+				}
 			}
 		}
 	}

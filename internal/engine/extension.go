@@ -61,6 +61,13 @@ type DocSkipper interface {
 	SkipUnchanged(doc DocRef) bool
 }
 
+// DocPrefetcher is implemented by DocSkippers whose answers are look-ups
+// in memory that the keys (statcache.KeyOf) of the documents about to be
+// asked about can warm, a batch at a time (a hint; it changes no answer).
+type DocPrefetcher interface {
+	PrefetchDocs(keys []statcache.Key)
+}
+
 // DocRef names a document for a DocSkipper.
 type DocRef struct {
 	Source, Path, Digest string

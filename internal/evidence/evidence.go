@@ -38,12 +38,26 @@ type Options struct {
 	// always read by one goroutine. Which documents are passed does not
 	// change, only their order.
 	Readers int
-	// Unchanged, when set, is asked about every document of a folder
-	// source before it is opened, with the file's status (Linux and macOS):
-	// when it returns ok, the document is passed with that digest, Raw nil
-	// and Unchanged set, without being read. (The engine answers from the
-	// stat cache of a chain's previous run: internal/statcache.)
-	Unchanged func(source, path string, st statcache.Stat) (digest string, ok bool)
+	// Unchanged, when set, is asked about the documents of a folder source
+	// before they are opened, a batch at a time (files of one folder), with
+	// their status (Linux and macOS): q.Paths[i] has status q.Stats[i] when
+	// q.Has[i]. For each it can tell unchanged, it sets q.Digests[i]: the
+	// document is then passed with that digest, Raw nil and Unchanged set,
+	// without being read. (The engine answers from the stat cache of a
+	// chain's previous run, internal/statcache; asking for a batch lets it
+	// look up many at once.) With Readers > 1 it is called from several
+	// goroutines at once.
+	Unchanged func(q *UnchangedBatch)
+}
+
+// UnchangedBatch is one question to Options.Unchanged. Its slices are
+// reused by the next batch.
+type UnchangedBatch struct {
+	Source  string
+	Paths   []string
+	Stats   []statcache.Stat
+	Has     []bool
+	Digests []string // answers; "" = read the document
 }
 
 func (o Options) maxBytes() int64 {

@@ -125,7 +125,7 @@ type walker struct {
 	ex        *excluder
 	fn        func(record.Document, error) error
 	readers   int
-	unchanged func(source, path string, st statcache.Stat) (string, bool)
+	unchanged func(q *UnchangedBatch)
 }
 
 func (w *walker) sourceErr(format string, args ...any) *xerr.Error {
@@ -198,16 +198,44 @@ const batchFiles = 128
 func (b fileBatch) read(w *walker) error {
 	dfd := openDirFD(b.dir)
 	defer closeDirFD(dfd)
-	for _, name := range b.names {
-		rel := name
-		if b.rel != "" {
-			rel = b.rel + "/" + name
+	var q *UnchangedBatch
+	if w.unchanged != nil {
+		q = &UnchangedBatch{Source: w.src.Name}
+		for _, name := range b.names {
+			st, ok := lstatRegularAt(dfd, name, b.dir+string(filepath.Separator)+name)
+			q.Paths = append(q.Paths, b.relOf(name))
+			q.Stats = append(q.Stats, st)
+			q.Has = append(q.Has, ok)
+		}
+		q.Digests = make([]string, len(b.names))
+		w.unchanged(q)
+	}
+	for i, name := range b.names {
+		var rel string
+		if q != nil {
+			rel = q.Paths[i]
+		} else {
+			rel = b.relOf(name)
+		}
+		if q != nil && q.Has[i] && q.Digests[i] != "" {
+			if err := w.fn(record.Document{Source: w.src.Name, Path: rel, Digest: q.Digests[i], Stat: q.Stats[i], HasStat: true, Unchanged: true}, nil); err != nil {
+				return err
+			}
+			continue
 		}
 		if err := w.readFile(dfd, name, b.dir+string(filepath.Separator)+name, rel); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// relOf is the slash path of a file of the batch's folder.
+func (b fileBatch) relOf(name string) string {
+	if b.rel == "" {
+		return name
+	}
+	return b.rel + "/" + name
 }
 
 // walkDir reads a folder source: with Readers > 1 the files are read by a
@@ -351,13 +379,6 @@ func (w *walker) listEntries(dir, rel string, ents []dirent, emit func(fileBatch
 
 // readFile reads the file p (name in the folder dfd, see openDirFD).
 func (w *walker) readFile(dfd int, name, p, rel string) error {
-	if w.unchanged != nil {
-		if st, ok := lstatRegularAt(dfd, name, p); ok {
-			if digest, ok := w.unchanged(w.src.Name, rel, st); ok {
-				return w.fn(record.Document{Source: w.src.Name, Path: rel, Digest: digest, Stat: st, HasStat: true, Unchanged: true}, nil)
-			}
-		}
-	}
 	f, err := openRegularAt(dfd, name, p)
 	if err != nil {
 		var nr notRegular

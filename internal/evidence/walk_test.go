@@ -7,12 +7,14 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -675,5 +677,69 @@ func TestWalkLessMatchesWalkDir(t *testing.T) {
 	}
 	if strings.Join(got.docs, " ") != strings.Join(want, " ") {
 		t.Errorf("WalkDir order %v, want %v", got.docs, want)
+	}
+}
+
+// Options.Unchanged is asked about each folder's files a batch at a time
+// with their status; files it answers for are passed with its digest and
+// no content, the others are read as usual, and Readers does not change
+// which documents are passed.
+func TestWalkUnchangedBatches(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 300; i++ { // more than one batch in one folder
+		writeFile(t, filepath.Join(dir, "a", fmt.Sprintf("X-%03d.json", i)),
+			fmt.Appendf(nil, `{"id":"X-%03d","modified":"2024-01-01T00:00:00Z"}`, i))
+	}
+	writeFile(t, filepath.Join(dir, "b", "Y-1.json"), []byte(`{"id":"Y-1","modified":"2024-01-01T00:00:00Z"}`))
+	for _, readers := range []int{1, 4} {
+		var mu sync.Mutex
+		asked := map[string]bool{}
+		unchanged := func(q *UnchangedBatch) {
+			mu.Lock()
+			defer mu.Unlock()
+			if q.Source != "s" || len(q.Paths) == 0 || len(q.Paths) > batchFiles {
+				t.Errorf("batch of %d for source %q", len(q.Paths), q.Source)
+			}
+			for i, p := range q.Paths {
+				if !q.Has[i] || q.Stats[i].Size <= 0 {
+					t.Errorf("%s: no status", p)
+				}
+				asked[p] = true
+				if strings.HasSuffix(p, "0.json") { // every tenth: known unchanged
+					q.Digests[i] = "sha256:known-" + p
+				}
+			}
+		}
+		var docs []record.Document
+		err := Walk(context.Background(), Source{Name: "s", Path: dir}, Options{Readers: readers, Unchanged: unchanged},
+			func(doc record.Document, err error) error {
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				docs = append(docs, doc)
+				mu.Unlock()
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(docs) != 301 || len(asked) != 301 {
+			t.Fatalf("readers %d: %d documents passed, %d asked about; want 301", readers, len(docs), len(asked))
+		}
+		known := 0
+		for _, d := range docs {
+			if strings.HasSuffix(d.Path, "0.json") {
+				known++
+				if !d.Unchanged || d.Raw != nil || d.Digest != "sha256:known-"+d.Path || !d.HasStat {
+					t.Errorf("%s: passed as %+v, want unchanged with the given digest", d.Path, d)
+				}
+			} else if d.Unchanged || d.Raw == nil || d.Digest != record.Digest(d.Raw) {
+				t.Errorf("%s: not read", d.Path)
+			}
+		}
+		if known != 30 {
+			t.Errorf("readers %d: %d known unchanged, want 30", readers, known)
+		}
 	}
 }

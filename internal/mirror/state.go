@@ -606,6 +606,14 @@ func (s *RecordState) Search(kind, id string, lo int) int {
 	return hi
 }
 
+// Prefetch warms the document index where Find will look for keys (a hint;
+// statcache.Fence.Touch).
+func (s *RecordState) Prefetch(keys []statcache.Key) {
+	if s != nil && s.fence != nil {
+		s.fence.Touch(keys, s.docAt)
+	}
+}
+
 // Find returns the number of the entry of the document with key k
 // (statcache.KeyOf(source, path)) and digest, or -1.
 func (s *RecordState) Find(k statcache.Key, digest string) int {

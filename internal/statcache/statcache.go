@@ -27,6 +27,7 @@ import (
 	"math/bits"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/stellaops/stella/internal/mmapfile"
@@ -182,7 +183,7 @@ func Open(path string) (*Cache, error) {
 		return nil, fmt.Errorf("statcache: %s is truncated", path)
 	}
 	c := &Cache{data: data, unmap: unmap, trim: mmapfile.NewTrimmer(whole, trimEvery)}
-	c.fence = NewFence(c.Len(), func(i int) []byte { return c.data[i*recordSize : i*recordSize+16] })
+	c.fence = NewFence(c.Len(), c.keyAt)
 	c.trim.Now() // the fence read every key
 	return c, nil
 }
@@ -239,7 +240,7 @@ func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
 
 // search returns the first entry whose key is not before k.
 func (c *Cache) search(k Key) int {
-	return c.fence.Search(k, func(i int) []byte { return c.data[i*recordSize : i*recordSize+16] })
+	return c.fence.Search(k, c.keyAt)
 }
 
 // maxFenceBits bounds a Fence's table: 2^16 starts (256 KiB) whatever the
@@ -288,6 +289,39 @@ func (f *Fence) Search(k Key, keyAt func(i int) []byte) int {
 		}
 	}
 	return lo
+}
+
+// Touch reads the keys where a search for each of ks would look, for a
+// caller about to search for them all (keyAt as for Search). The loads do
+// not depend on each other, so the processor overlaps their cache and TLB
+// misses; the searches that follow find the lines in the cache. A zero key
+// is passed over. It changes nothing.
+func (f *Fence) Touch(ks []Key, keyAt func(i int) []byte) {
+	var x byte
+	for i := range ks {
+		k := &ks[i]
+		if *k == (Key{}) || f.n == 0 {
+			continue
+		}
+		p := binary.BigEndian.Uint64(k[:8]) >> f.shift
+		lo, hi := int(f.start[p]), int(f.start[p+1])
+		if m := int(uint(lo+hi) >> 1); m < f.n {
+			x += keyAt(m)[0]
+		}
+	}
+	touchSink.Add(uint32(x)) // keeps the loads
+}
+
+var touchSink atomic.Uint32
+
+func (c *Cache) keyAt(i int) []byte { return c.data[i*recordSize : i*recordSize+16] }
+
+// Prefetch is Fence.Touch on the cache's keys (see LookupKey).
+func (c *Cache) Prefetch(ks []Key) {
+	if c == nil || c.fence == nil {
+		return
+	}
+	c.fence.Touch(ks, c.keyAt)
 }
 
 // Len is the number of entries.

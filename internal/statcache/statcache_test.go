@@ -202,7 +202,20 @@ func TestFenceSearch(t *testing.T) {
 			binary.BigEndian.PutUint64(k[:8], rng.Uint64())
 			probe(k)
 		}
+		// Touch (a prefetch hint) reads only keys in range, passes over zero
+		// keys, and changes no search.
+		batch := []Key{{}, keys[0], keys[n-1], k}
+		for i := 0; i < 100; i++ {
+			var r Key
+			binary.BigEndian.PutUint64(r[:8], rng.Uint64())
+			batch = append(batch, r)
+		}
+		fence.Touch(batch, at)
+		for _, k := range batch {
+			probe(k)
+		}
 	}
+	NewFence(0, func(int) []byte { panic("no keys") }).Touch([]Key{{1}}, func(int) []byte { panic("no keys") })
 }
 
 func TestDocListRoundTripAndDamage(t *testing.T) {

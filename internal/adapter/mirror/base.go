@@ -22,6 +22,7 @@ import (
 	"github.com/stellaops/stella/internal/canon"
 	"github.com/stellaops/stella/internal/engine"
 	"github.com/stellaops/stella/internal/mirror"
+	"github.com/stellaops/stella/internal/statcache"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
 )
@@ -70,6 +71,14 @@ func (s *runState) SkipUnchanged(doc engine.DocRef) bool {
 	}
 	b.seen[i/64].Or(1 << (i % 64))
 	return true
+}
+
+// PrefetchDocs implements engine.DocPrefetcher: the base state's document
+// index is where SkipUnchanged looks.
+func (s *runState) PrefetchDocs(keys []statcache.Key) {
+	if b := s.base; b != nil && b.skip {
+		b.state.Prefetch(keys)
+	}
 }
 
 // Close implements engine.AdapterCloser: it releases the base's state.
