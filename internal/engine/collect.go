@@ -229,13 +229,32 @@ func (e *Engine) collect(ctx context.Context, run exportapi.Run, spec exportapi.
 				if prefetch != nil {
 					prefetch.PrefetchDocs(keys)
 				}
-				for i, p := range q.Paths {
+				// Look up the batch, then build the digests of the entries
+				// found ("sha256:<hex>" each) in one string.
+				const dlen = len("sha256:") + 64
+				sums := make([]*[32]byte, len(q.Paths))
+				idxs := make([]int, len(q.Paths))
+				digests := make([]byte, dlen*len(q.Paths))
+				for i := range q.Paths {
 					if !q.Has[i] {
 						continue
 					}
-					k := keys[i]
-					d, idx, ok := sc.base.LookupKey(k, q.Stats[i])
-					if !ok || !c.skip.skip(DocRef{Source: q.Source, Path: p, Digest: d, Key: k}) {
+					sum, idx, ok := sc.base.LookupSum(keys[i], q.Stats[i])
+					if !ok {
+						continue
+					}
+					sums[i], idxs[i] = sum, idx
+					d := digests[i*dlen : (i+1)*dlen]
+					copy(d, "sha256:")
+					hex.Encode(d[7:], sum[:])
+				}
+				all := string(digests)
+				for i, p := range q.Paths {
+					if sums[i] == nil {
+						continue
+					}
+					k, d, idx := keys[i], all[i*dlen:(i+1)*dlen], idxs[i]
+					if !c.skip.skip(DocRef{Source: q.Source, Path: p, Digest: d, Key: k, Sum: sums[i]}) {
 						continue
 					}
 					c.carry[idx/64].Or(1 << (idx % 64)) // its entries go into this run's cache and list as they are

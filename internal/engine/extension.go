@@ -72,6 +72,7 @@ type DocPrefetcher interface {
 type DocRef struct {
 	Source, Path, Digest string
 	Key                  statcache.Key // statcache.KeyOf(Source, Path)
+	Sum                  *[32]byte     // Digest's bytes, when known (valid during the call)
 }
 
 // OriginAdapter is implemented by adapters that want to know where each

@@ -200,12 +200,9 @@ func (b fileBatch) read(w *walker) error {
 	defer closeDirFD(dfd)
 	var q *UnchangedBatch
 	if w.unchanged != nil {
-		q = &UnchangedBatch{Source: w.src.Name}
-		for _, name := range b.names {
-			st, ok := lstatRegularAt(dfd, name, b.dir+string(filepath.Separator)+name)
-			q.Paths = append(q.Paths, b.relOf(name))
-			q.Stats = append(q.Stats, st)
-			q.Has = append(q.Has, ok)
+		q = &UnchangedBatch{Source: w.src.Name, Paths: b.rels(), Stats: make([]statcache.Stat, len(b.names)), Has: make([]bool, len(b.names))}
+		for i, name := range b.names {
+			q.Stats[i], q.Has[i] = lstatRegularAt(dfd, name, b.dir+string(filepath.Separator)+name)
 		}
 		q.Digests = make([]string, len(b.names))
 		w.unchanged(q)
@@ -228,6 +225,28 @@ func (b fileBatch) read(w *walker) error {
 		}
 	}
 	return nil
+}
+
+// rels is relOf of every file of the batch, in one string.
+func (b fileBatch) rels() []string {
+	if b.rel == "" {
+		return b.names
+	}
+	n := 0
+	for _, name := range b.names {
+		n += len(b.rel) + 1 + len(name)
+	}
+	buf := make([]byte, 0, n)
+	for _, name := range b.names {
+		buf = append(append(append(buf, b.rel...), '/'), name...)
+	}
+	all := string(buf)
+	out := make([]string, len(b.names))
+	for i, name := range b.names {
+		m := len(b.rel) + 1 + len(name)
+		out[i], all = all[:m], all[m:]
+	}
+	return out
 }
 
 // relOf is the slash path of a file of the batch's folder.

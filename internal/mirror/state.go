@@ -618,7 +618,15 @@ func (s *RecordState) Prefetch(keys []statcache.Key) {
 // (statcache.KeyOf(source, path)) and digest, or -1.
 func (s *RecordState) Find(k statcache.Key, digest string) int {
 	sum, ok := docSum(digest)
-	if !ok || s == nil {
+	if !ok {
+		return -1
+	}
+	return s.FindSum(k, &sum)
+}
+
+// FindSum is Find with the digest's bytes.
+func (s *RecordState) FindSum(k statcache.Key, sum *[32]byte) int {
+	if s == nil {
 		return -1
 	}
 	n := s.docCount()

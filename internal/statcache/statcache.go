@@ -216,16 +216,26 @@ func (c *Cache) Entry(i int) (key, rec []byte) {
 // LookupKey is Lookup by the document's key (KeyOf), also returning the
 // entry's number.
 func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
-	if c == nil {
+	sum, i, ok := c.LookupSum(k, st)
+	if !ok {
 		return "", -1, false
+	}
+	return "sha256:" + hex.EncodeToString(sum[:]), i, true
+}
+
+// LookupSum is LookupKey giving the digest's bytes, which point into the
+// cache (valid until Close).
+func (c *Cache) LookupSum(k Key, st Stat) (sum *[32]byte, i int, ok bool) {
+	if c == nil {
+		return nil, -1, false
 	}
 	m := c.search(k)
 	if m >= c.Len() {
-		return "", -1, false
+		return nil, -1, false
 	}
 	r := c.data[m*recordSize : (m+1)*recordSize]
 	if !bytes.Equal(r[:16], k[:]) {
-		return "", -1, false
+		return nil, -1, false
 	}
 	v := r[16:]
 	if int64(binary.BigEndian.Uint64(v[0:])) != st.Size ||
@@ -233,9 +243,9 @@ func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
 		int64(binary.BigEndian.Uint64(v[16:])) != st.ChangNs ||
 		binary.BigEndian.Uint64(v[24:]) != st.Ino ||
 		binary.BigEndian.Uint64(v[32:]) != st.Dev {
-		return "", -1, false
+		return nil, -1, false
 	}
-	return "sha256:" + hex.EncodeToString(v[40:72]), m, true
+	return (*[32]byte)(v[40:72]), m, true
 }
 
 // search returns the first entry whose key is not before k.

@@ -65,7 +65,12 @@ func (s *runState) SkipUnchanged(doc engine.DocRef) bool {
 	if b == nil || !b.skip {
 		return false
 	}
-	i := b.state.Find(doc.Key, doc.Digest)
+	var i int
+	if doc.Sum != nil {
+		i = b.state.FindSum(doc.Key, doc.Sum)
+	} else {
+		i = b.state.Find(doc.Key, doc.Digest)
+	}
 	if i < 0 {
 		return false
 	}
