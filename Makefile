@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test ./internal/evidence/ -run '^$$' -fuzz FuzzFastDecode -fuzztime 30s
 	$(GO) test ./internal/canon/ -run '^$$' -fuzz FuzzAppendString -fuzztime 30s
 	$(GO) test ./internal/mirror/ -run '^$$' -fuzz FuzzRecordState -fuzztime 30s
+	$(GO) test ./internal/mirror/ -run '^$$' -fuzz FuzzIndexReader -fuzztime 30s
 	$(GO) test ./internal/statcache/ -run '^$$' -fuzz FuzzDocList -fuzztime 30s
 
 clean:
