@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -620,17 +620,37 @@ func sbomFolder(subject, digest string) string {
 
 // countCandidates counts the candidate documents of a directory source, for
 // progress totals; archives count as unknown (0).
+// Folders are read in chunks and not sorted (the count does not depend on
+// the order), and hidden folders are passed over as the walk passes them.
 func countCandidates(ctx context.Context, root string) int64 {
 	var n int64
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	var count func(dir string)
+	count = func(dir string) {
+		f, err := os.Open(dir)
+		if err != nil {
+			return
 		}
-		if err == nil && d.Type().IsRegular() && evidence.IsCandidate(d.Name()) {
-			n++
+		defer f.Close()
+		for ctx.Err() == nil {
+			ents, err := f.ReadDir(1024)
+			for _, e := range ents {
+				switch name := e.Name(); {
+				case e.IsDir():
+					if name[0] != '.' {
+						count(filepath.Join(dir, name))
+					}
+				case e.Type().IsRegular() && evidence.IsCandidate(name):
+					n++
+				}
+			}
+			if err != nil {
+				return
+			}
 		}
-		return nil
-	})
+	}
+	if st, err := os.Stat(root); err == nil && st.IsDir() {
+		count(root)
+	}
 	return n
 }
 
