@@ -187,9 +187,9 @@ func (w *walker) readStat(rel string, r io.Reader, size int64, st statcache.Stat
 
 // fileBatch is a run of candidate files of one folder, in lexical order.
 type fileBatch struct {
-	dir   string // the folder (OS path)
-	rel   string // its slash path relative to the source root ("" for the root)
-	names []string
+	dir   string   // the folder (OS path)
+	names []string // the files' names in it
+	rels  []string // their slash paths relative to the source root
 }
 
 // batchFiles is the most files handed to a reader at once.
@@ -200,61 +200,25 @@ func (b fileBatch) read(w *walker) error {
 	defer closeDirFD(dfd)
 	var q *UnchangedBatch
 	if w.unchanged != nil {
-		q = &UnchangedBatch{Source: w.src.Name, Paths: b.rels(), Stats: make([]statcache.Stat, len(b.names)), Has: make([]bool, len(b.names))}
+		q = &UnchangedBatch{Source: w.src.Name, Paths: b.rels, Stats: make([]statcache.Stat, len(b.names)),
+			Has: make([]bool, len(b.names)), Digests: make([]string, len(b.names))}
 		for i, name := range b.names {
 			q.Stats[i], q.Has[i] = lstatRegularAt(dfd, name, b.dir+string(filepath.Separator)+name)
 		}
-		q.Digests = make([]string, len(b.names))
 		w.unchanged(q)
 	}
 	for i, name := range b.names {
-		var rel string
-		if q != nil {
-			rel = q.Paths[i]
-		} else {
-			rel = b.relOf(name)
-		}
 		if q != nil && q.Has[i] && q.Digests[i] != "" {
-			if err := w.fn(record.Document{Source: w.src.Name, Path: rel, Digest: q.Digests[i], Stat: q.Stats[i], HasStat: true, Unchanged: true}, nil); err != nil {
+			if err := w.fn(record.Document{Source: w.src.Name, Path: b.rels[i], Digest: q.Digests[i], Stat: q.Stats[i], HasStat: true, Unchanged: true}, nil); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := w.readFile(dfd, name, b.dir+string(filepath.Separator)+name, rel); err != nil {
+		if err := w.readFile(dfd, name, b.dir+string(filepath.Separator)+name, b.rels[i]); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// rels is relOf of every file of the batch, in one string.
-func (b fileBatch) rels() []string {
-	if b.rel == "" {
-		return b.names
-	}
-	n := 0
-	for _, name := range b.names {
-		n += len(b.rel) + 1 + len(name)
-	}
-	buf := make([]byte, 0, n)
-	for _, name := range b.names {
-		buf = append(append(append(buf, b.rel...), '/'), name...)
-	}
-	all := string(buf)
-	out := make([]string, len(b.names))
-	for i, name := range b.names {
-		m := len(b.rel) + 1 + len(name)
-		out[i], all = all[:m], all[m:]
-	}
-	return out
-}
-
-// relOf is the slash path of a file of the batch's folder.
-func (b fileBatch) relOf(name string) string {
-	if b.rel == "" {
-		return name
-	}
-	return b.rel + "/" + name
 }
 
 // walkDir reads a folder source: with Readers > 1 the files are read by a
@@ -340,13 +304,13 @@ func (w *walker) listDir(emit func(fileBatch) error) error {
 }
 
 func (w *walker) listEntries(dir, rel string, ents []dirent, emit func(fileBatch) error) error {
-	var batch []string
+	var batch, rels []string
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		err := emit(fileBatch{dir: dir, rel: rel, names: batch})
-		batch = nil
+		err := emit(fileBatch{dir: dir, names: batch, rels: rels})
+		batch, rels = nil, nil
 		return err
 	}
 	for _, e := range ents {
@@ -386,6 +350,7 @@ func (w *walker) listEntries(dir, rel string, ents []dirent, emit func(fileBatch
 				return err
 			}
 		case IsCandidate(e.name):
+			rels = append(rels, erel)
 			if batch = append(batch, e.name); len(batch) == batchFiles {
 				if err := flush(); err != nil {
 					return err

@@ -502,9 +502,7 @@ func (s *RecordState) Close() error {
 	if s == nil || s.release == nil {
 		return nil
 	}
-	r := s.release
-	s.release = nil
-	return r()
+	return s.release()
 }
 
 // Header is the state's header.

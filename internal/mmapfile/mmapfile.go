@@ -8,8 +8,9 @@ import (
 	"os"
 )
 
-// Map returns the bytes of f and a function that releases them. An empty
-// file gives no bytes. Where files cannot be mapped, they are read.
+// Map returns the bytes of f and a function that releases them (again: a
+// no-op). An empty file gives no bytes. Where files cannot be mapped, they
+// are read.
 func Map(f *os.File) (data []byte, release func() error, err error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -18,7 +19,18 @@ func Map(f *os.File) (data []byte, release func() error, err error) {
 	if fi.Size() == 0 {
 		return nil, func() error { return nil }, nil
 	}
-	return mapFile(f, fi.Size())
+	data, unmap, err := mapFile(f, fi.Size())
+	if err != nil {
+		return nil, nil, err
+	}
+	var released bool
+	return data, func() error {
+		if released {
+			return nil
+		}
+		released = true
+		return unmap()
+	}, nil
 }
 
 // MapPath maps the file at path: no bytes, no release and no error when

@@ -30,5 +30,8 @@ func TestMap(t *testing.T) {
 		if err := release(); err != nil {
 			t.Fatalf("%s: release: %v", name, err)
 		}
+		if err := release(); err != nil { // a second release (Close twice) does nothing
+			t.Fatalf("%s: second release: %v", name, err)
+		}
 	}
 }

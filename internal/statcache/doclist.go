@@ -154,9 +154,7 @@ func (d *DocList) Close() error {
 	if d == nil || d.release == nil {
 		return nil
 	}
-	r := d.release
-	d.release = nil
-	return r()
+	return d.release()
 }
 
 // IndexOf returns the number of the entry of key k, or -1.

@@ -199,8 +199,11 @@ func (c *Cache) Close() error {
 // Lookup returns the digest recorded for (source, path) when the file's
 // status st is the one recorded with it.
 func (c *Cache) Lookup(source, path string, st Stat) (digest string, ok bool) {
-	d, _, ok := c.LookupKey(KeyOf(source, path), st)
-	return d, ok
+	sum, _, ok := c.LookupSum(KeyOf(source, path), st)
+	if !ok {
+		return "", false
+	}
+	return "sha256:" + hex.EncodeToString(sum[:]), true
 }
 
 // Entry returns the key and record (as Record encodes it) of entry i, for
@@ -213,18 +216,9 @@ func (c *Cache) Entry(i int) (key, rec []byte) {
 	return r[:16], r[16:]
 }
 
-// LookupKey is Lookup by the document's key (KeyOf), also returning the
-// entry's number.
-func (c *Cache) LookupKey(k Key, st Stat) (digest string, i int, ok bool) {
-	sum, i, ok := c.LookupSum(k, st)
-	if !ok {
-		return "", -1, false
-	}
-	return "sha256:" + hex.EncodeToString(sum[:]), i, true
-}
-
-// LookupSum is LookupKey giving the digest's bytes, which point into the
-// cache (valid until Close).
+// LookupSum is Lookup by the document's key (KeyOf), giving the digest's
+// bytes, which point into the cache (valid until Close), and the entry's
+// number.
 func (c *Cache) LookupSum(k Key, st Stat) (sum *[32]byte, i int, ok bool) {
 	if c == nil {
 		return nil, -1, false
@@ -326,7 +320,7 @@ var touchSink atomic.Uint32
 
 func (c *Cache) keyAt(i int) []byte { return c.data[i*recordSize : i*recordSize+16] }
 
-// Prefetch is Fence.Touch on the cache's keys (see LookupKey).
+// Prefetch is Fence.Touch on the cache's keys (see LookupSum).
 func (c *Cache) Prefetch(ks []Key) {
 	if c == nil || c.fence == nil {
 		return
