@@ -26,12 +26,14 @@ import (
 )
 
 // Sort-key namespaces. Keys are compared bytewise, so the streams come out
-// of the merge in this order: ids (duplicate check), source documents
-// (source digests), then the data streams.
+// of the merge in this order: ids (duplicate check), the data streams, then
+// source documents (source digests and the document list) and file
+// statuses. Once the data streams are through, the adapter finishes its
+// files beside the merge of the last two (which do not touch the bundle).
 const (
 	nsID   = 'A' // kind 0 id 0 source 0 path -> modified
-	nsDoc  = 'B' // source 0 path -> digest
-	nsData = 'C' // stream 0 id 0 source 0 path 0 seq -> line
+	nsData = 'B' // stream 0 id 0 source 0 path 0 seq -> line
+	nsDoc  = 'C' // source 0 path -> digest
 	nsStat = 'S' // statcache.Key -> statcache.Record (stat cache runs only)
 )
 

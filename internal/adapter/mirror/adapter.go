@@ -393,9 +393,15 @@ func (a *adapter) Finish() error {
 	if err := iw.close(); err != nil {
 		return err
 	}
-	if a.state != nil {
+	stateClosed := make(chan struct{})
+	go func() {
 		// A cache for the next delta: without it that delta rebuilds the
-		// state from the bundles; this bundle is not affected.
+		// state from the bundles; this bundle is not affected. Written
+		// beside the bundle's own files, which do not depend on it.
+		defer close(stateClosed)
+		if a.state == nil {
+			return
+		}
 		if err := a.state.Close(); err != nil {
 			if a.st.log != nil {
 				a.st.log.Warn("mirror.state_unwritten", "runId", a.ac.Run.ID, "err", err.Error())
@@ -403,7 +409,8 @@ func (a *adapter) Finish() error {
 		} else {
 			a.stateDone()
 		}
-	}
+	}()
+	defer func() { <-stateClosed }() // Close (on a failure) aborts the state: not before it is written
 	if a.spool != nil {
 		if err := a.replay(); err != nil {
 			return err
