@@ -440,11 +440,11 @@ type RecordState struct {
 // A damaged file (magic, checksum, trailer, offsets) gives an error;
 // callers rebuild the state from the bundles then.
 func OpenRecordState(path string) (*RecordState, error) {
-	data, release, err := mmapfile.MapPath(path)
+	data, release, sum, err := mmapfile.MapPathSum(path)
 	if err != nil || release == nil {
 		return nil, err
 	}
-	s, err := parseState(data)
+	s, err := parseStateSum(data, sum)
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("mirror state %s: %w", filepath.Base(path), err)
@@ -452,16 +452,26 @@ func OpenRecordState(path string) (*RecordState, error) {
 	s.release = release
 	s.fence = statcache.NewFence(s.docCount(), s.docAt)
 	s.trim = mmapfile.NewTrimmer(data, statcache.TrimEvery)
-	s.trim.Now() // the checksum and the checks read every page
+	s.trim.Now() // the checks read the offsets and documents
 	return s, nil
 }
 
 func parseState(data []byte) (*RecordState, error) {
+	var sum uint32
+	if len(data) >= 4 {
+		sum = crc32.Checksum(data[:len(data)-4], castagnoli)
+	}
+	return parseStateSum(data, sum)
+}
+
+// parseStateSum is parseState of a file whose bytes but the last four have
+// the CRC-32C sum (taken as the file was opened).
+func parseStateSum(data []byte, sum uint32) (*RecordState, error) {
 	if len(data) < len(stateMagic)+stateTrailer || string(data[:len(stateMagic)]) != stateMagic {
 		return nil, errors.New("not a mirror state file")
 	}
 	t := data[len(data)-stateTrailer:]
-	if crc32.Checksum(data[:len(data)-4], castagnoli) != binary.LittleEndian.Uint32(t[32:]) {
+	if sum != binary.LittleEndian.Uint32(t[32:]) {
 		return nil, errors.New("checksum mismatch (damaged or truncated)")
 	}
 	offsAt, docsAt := binary.LittleEndian.Uint64(t[0:]), binary.LittleEndian.Uint64(t[8:])

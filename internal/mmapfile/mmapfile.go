@@ -5,6 +5,9 @@ package mmapfile
 
 import (
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 )
 
@@ -46,3 +49,40 @@ func MapPath(path string) (data []byte, release func() error, err error) {
 	defer f.Close() // the mapping outlives the file
 	return Map(f)
 }
+
+// MapPathSum is MapPath plus the CRC-32C (Castagnoli) of all of the file
+// but its last four bytes, where the run caches keep their checksum. The
+// sum is taken with read(2) before the file is mapped, not through the
+// mapping: on the virtual machines these runs use, faulting in every page
+// of a mapping costs more than copying the bytes (a 69 MB mirror state:
+// 45–60 ms against 20 ms), and the caches drop those pages right after
+// the check anyway. sum is 0 for a file shorter than four bytes.
+func MapPathSum(path string) (data []byte, release func() error, sum uint32, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, 0, nil
+	}
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer f.Close() // the mapping outlives the file
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if n := fi.Size() - 4; n > 0 {
+		h := crc32.New(castagnoli)
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, n), make([]byte, 1<<20)); err != nil {
+			return nil, nil, 0, err
+		}
+		sum = h.Sum32()
+	}
+	data, release, err = Map(f)
+	if err == nil && int64(len(data)) != fi.Size() {
+		release() // changed between the sum and the mapping
+		return nil, nil, 0, fmt.Errorf("%s changed while it was opened", path)
+	}
+	return data, release, sum, err
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -102,18 +102,17 @@ type DocList struct {
 // OpenDocList opens the document list at path: (nil, nil) when there is
 // none; an error when it is damaged.
 func OpenDocList(path string) (*DocList, error) {
-	data, release, err := mmapfile.MapPath(path)
+	data, release, sum, err := mmapfile.MapPathSum(path)
 	if err != nil || release == nil {
 		return nil, err
 	}
 	if len(data) < len(docListMagic)+12 || string(data[:len(docListMagic)]) != docListMagic ||
-		crc32.Checksum(data[:len(data)-4], castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+		sum != binary.LittleEndian.Uint32(data[len(data)-4:]) {
 		release()
 		return nil, fmt.Errorf("statcache: %s is not a document list, or is damaged", path)
 	}
 	d := &DocList{data: data[len(docListMagic) : len(data)-12], left: binary.LittleEndian.Uint64(data[len(data)-12:]),
 		release: release, trim: mmapfile.NewTrimmer(data, trimEvery)}
-	d.trim.Now() // the checksum read every page
 	return d, nil
 }
 
