@@ -265,7 +265,7 @@ func (w *RecordStateWriter) copyEntries(from, to int) error {
 		w.ow.Write(b[:])
 	}
 	end := w.base.off(to)
-	if _, err := w.w.Write(w.base.blob[start:end]); err != nil {
+	if err := w.base.writeBlob(w.w, start, end); err != nil {
 		return w.fail(err)
 	}
 	if w.copied += int64(end-start) + 8*int64(to-from); w.copied > 8<<20 {
@@ -434,6 +434,9 @@ type RecordState struct {
 	// trim drops the pages read in order (the checks at open, the copies
 	// and the document index of a delta)
 	trim *mmapfile.Trimmer
+	// file is the state file, open beside its mapping: the entries a
+	// delta copies into the next state are read from it (see writeBlob).
+	file *os.File
 }
 
 // OpenRecordState opens the state file at path: (nil, nil) when there is none.
@@ -449,7 +452,12 @@ func OpenRecordState(path string) (*RecordState, error) {
 		release()
 		return nil, fmt.Errorf("mirror state %s: %w", filepath.Base(path), err)
 	}
-	s.release = release
+	if f, err := os.Open(path); err == nil {
+		s.file = f
+		s.release = func() error { f.Close(); return release() }
+	} else {
+		s.release = release
+	}
 	s.fence = statcache.NewFence(s.docCount(), s.docAt)
 	s.trim = mmapfile.NewTrimmer(data, statcache.TrimEvery)
 	s.trim.Now() // the checks read the offsets and documents
@@ -513,6 +521,23 @@ func (s *RecordState) Close() error {
 		return nil
 	}
 	return s.release()
+}
+
+// writeBlob writes the entries' bytes [start, end) to w. They are read
+// from the file, not through the mapping: on the virtual machines these
+// runs use, faulting in the pages of a mapping costs more than copying
+// the bytes (see mmapfile.MapPathSum), and a delta copies nearly all of
+// its base's entries.
+func (s *RecordState) writeBlob(w *bufio.Writer, start, end uint64) error {
+	if s.file == nil {
+		_, err := w.Write(s.blob[start:end])
+		return err
+	}
+	n, err := w.ReadFrom(io.NewSectionReader(s.file, int64(len(stateMagic))+int64(start), int64(end-start)))
+	if err == nil && n != int64(end-start) {
+		err = fmt.Errorf("mirror state: %d of %d bytes of entries read (the file changed?)", n, end-start)
+	}
+	return err
 }
 
 // Header is the state's header.
