@@ -24,6 +24,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"os"
 	"strings"
@@ -183,8 +184,10 @@ func Open(path string) (*Cache, error) {
 		return nil, fmt.Errorf("statcache: %s is truncated", path)
 	}
 	c := &Cache{data: data, unmap: unmap, trim: mmapfile.NewTrimmer(whole, trimEvery)}
-	c.fence = NewFence(c.Len(), c.keyAt)
-	c.trim.Now() // the fence read every key
+	if c.fence, err = readFence(path, c.Len()); err != nil {
+		unmap()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -265,18 +268,63 @@ type Fence struct {
 // NewFence reads the first 8 bytes of every key once (keyAt(i) is the
 // i-th of n sorted keys).
 func NewFence(n int, keyAt func(i int) []byte) *Fence {
-	b := min(max(bits.Len(uint(n))-1, 1), maxFenceBits)
-	f := &Fence{n: n, shift: uint(64 - b), start: make([]uint32, (1<<b)+1)}
-	j := 0
+	b := newFenceBuilder(n)
 	for i := 0; i < n; i++ {
-		for p := int(binary.BigEndian.Uint64(keyAt(i)[:8]) >> f.shift); j <= p; j++ {
-			f.start[j] = uint32(i)
+		b.add(keyAt(i))
+	}
+	return b.done()
+}
+
+// fenceBuilder builds a Fence from the n sorted keys given to add in order.
+type fenceBuilder struct {
+	f    *Fence
+	i, j int
+}
+
+func newFenceBuilder(n int) *fenceBuilder {
+	b := min(max(bits.Len(uint(n))-1, 1), maxFenceBits)
+	return &fenceBuilder{f: &Fence{n: n, shift: uint(64 - b), start: make([]uint32, (1<<b)+1)}}
+}
+
+// add takes the next key (at least its first 8 bytes).
+func (b *fenceBuilder) add(key []byte) {
+	for p := int(binary.BigEndian.Uint64(key[:8]) >> b.f.shift); b.j <= p; b.j++ {
+		b.f.start[b.j] = uint32(b.i)
+	}
+	b.i++
+}
+
+func (b *fenceBuilder) done() *Fence {
+	for ; b.j < len(b.f.start); b.j++ {
+		b.f.start[b.j] = uint32(b.f.n)
+	}
+	return b.f
+}
+
+// readFence builds the fence of the n records of the cache file at path
+// by reading the file rather than through its mapping (for the same
+// reason as mmapfile.MapPathSum: faulting in every page of the mapping
+// costs more than reading it, and the pages would be dropped after).
+func readFence(path string, n int) (*Fence, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := newFenceBuilder(n)
+	buf := make([]byte, recordSize*(1<<20/recordSize))
+	r := io.NewSectionReader(f, int64(len(magic)), int64(n)*recordSize)
+	for left := n; left > 0; {
+		m := min(left, len(buf)/recordSize)
+		if _, err := io.ReadFull(r, buf[:m*recordSize]); err != nil {
+			return nil, fmt.Errorf("statcache: %s: %w", path, err)
 		}
+		for k := 0; k < m; k++ {
+			b.add(buf[k*recordSize:])
+		}
+		left -= m
 	}
-	for ; j < len(f.start); j++ {
-		f.start[j] = uint32(n)
-	}
-	return f
+	return b.done(), nil
 }
 
 // Search returns the first key (keyAt(i) is the i-th; only its first 16

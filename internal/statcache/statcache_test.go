@@ -320,3 +320,46 @@ func FuzzDocList(f *testing.F) {
 		}
 	})
 }
+
+// Open reads the fence from the file in chunks; it is the fence of the
+// mapped keys, for caches smaller and larger than one chunk, and every
+// entry is found through it.
+func TestOpenFenceFromFile(t *testing.T) {
+	for _, n := range []int{0, 1, 5, 30_000} {
+		p := filepath.Join(t.TempDir(), "c")
+		keys := make([]Key, n)
+		for i := range keys {
+			keys[i] = KeyOf("s", fmt.Sprintf("doc-%06d.json", i))
+		}
+		slices.SortFunc(keys, func(a, b Key) int { return bytes.Compare(a[:], b[:]) })
+		w, err := Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := Record(Stat{Size: 1, ModNs: 2, ChangNs: 3, Ino: 4, Dev: 5}, "sha256:"+strings.Repeat("ab", 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if err := w.Add(k[:], rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(p)
+		if err != nil || c == nil || c.Len() != n {
+			t.Fatalf("%d entries: open: %v", n, err)
+		}
+		if want := NewFence(c.Len(), c.keyAt); !slices.Equal(c.fence.start, want.start) || c.fence.shift != want.shift || c.fence.n != want.n {
+			t.Fatalf("%d entries: the fence read from the file differs from the mapped keys' fence", n)
+		}
+		for i, k := range keys {
+			if got := c.fence.Search(k, c.keyAt); got != i {
+				t.Fatalf("%d entries: key %d found at %d", n, i, got)
+			}
+		}
+		c.Close()
+	}
+}
