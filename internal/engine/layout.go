@@ -269,7 +269,16 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 		return carried.check()
 	}
 	var written int64
+	// The policy snapshot count is known once the ids are through: checked
+	// before the first data line, or at the end when there is none.
 	var checkedPolicy bool
+	policyOnce := func() error {
+		if checkedPolicy {
+			return nil
+		}
+		checkedPolicy = true
+		return checkPolicy(spec, policies)
+	}
 	origin, _ := ad.(OriginAdapter)
 	var f [5][]byte
 	var prevID []byte // kind 0 id 0 source 0 path of the last id kept
@@ -297,11 +306,8 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 	defer waitFinish() // on a failure: the adapter's files are closed after it returns
 	err := c.sorter.Merge(func(k, v []byte) error {
 		if k[0] > nsData && finished == nil {
-			if !checkedPolicy {
-				checkedPolicy = true
-				if err := checkPolicy(spec, policies); err != nil {
-					return err
-				}
+			if err := policyOnce(); err != nil {
+				return err
 			}
 			startFinish()
 		}
@@ -351,11 +357,8 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 			}
 			return addDoc(f[0], f[1], v, nil, nil)
 		case nsData:
-			if !checkedPolicy {
-				checkedPolicy = true
-				if err := checkPolicy(spec, policies); err != nil {
-					return err
-				}
+			if err := policyOnce(); err != nil {
+				return err
 			}
 			keyFields(k, &f)
 			if len(drop) > 0 {
@@ -395,9 +398,8 @@ func (e *Engine) merge(ctx context.Context, run exportapi.Run, spec exportapi.Pr
 		}
 		return nil
 	})
-	if err == nil && !checkedPolicy {
-		checkedPolicy = true
-		err = checkPolicy(spec, policies)
+	if err == nil {
+		err = policyOnce()
 	}
 	if err == nil {
 		startFinish() // if the merge had no documents or statuses

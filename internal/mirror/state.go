@@ -443,21 +443,23 @@ type RecordState struct {
 // A damaged file (magic, checksum, trailer, offsets) gives an error;
 // callers rebuild the state from the bundles then.
 func OpenRecordState(path string) (*RecordState, error) {
-	data, release, sum, err := mmapfile.MapPathSum(path)
-	if err != nil || release == nil {
+	f, err := mmapfile.Open(path)
+	if f == nil {
 		return nil, err
 	}
-	s, err := parseStateSum(data, sum)
+	data, release, sum, err := mmapfile.MapSum(f)
+	var s *RecordState
+	if err == nil {
+		if s, err = parseStateSum(data, sum); err != nil {
+			release()
+		}
+	}
 	if err != nil {
-		release()
+		f.Close()
 		return nil, fmt.Errorf("mirror state %s: %w", filepath.Base(path), err)
 	}
-	if f, err := os.Open(path); err == nil {
-		s.file = f
-		s.release = func() error { f.Close(); return release() }
-	} else {
-		s.release = release
-	}
+	s.file = f // kept open for writeBlob
+	s.release = func() error { f.Close(); return release() }
 	s.fence = statcache.NewFence(s.docCount(), s.docAt)
 	s.trim = mmapfile.NewTrimmer(data, statcache.TrimEvery)
 	s.trim.Now() // the checks read the offsets and documents

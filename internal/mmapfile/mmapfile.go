@@ -39,33 +39,22 @@ func Map(f *os.File) (data []byte, release func() error, err error) {
 // MapPath maps the file at path: no bytes, no release and no error when
 // there is no such file.
 func MapPath(path string) (data []byte, release func() error, err error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, nil
-	}
-	if err != nil {
+	f, err := Open(path)
+	if f == nil {
 		return nil, nil, err
 	}
 	defer f.Close() // the mapping outlives the file
 	return Map(f)
 }
 
-// MapPathSum is MapPath plus the CRC-32C (Castagnoli) of all of the file
-// but its last four bytes, where the run caches keep their checksum. The
-// sum is taken with read(2) before the file is mapped, not through the
-// mapping: on the virtual machines these runs use, faulting in every page
-// of a mapping costs more than copying the bytes (a 69 MB mirror state:
-// 45–60 ms against 20 ms), and the caches drop those pages right after
-// the check anyway. sum is 0 for a file shorter than four bytes.
-func MapPathSum(path string) (data []byte, release func() error, sum uint32, err error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, 0, nil
-	}
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	defer f.Close() // the mapping outlives the file
+// MapSum is Map plus the CRC-32C (Castagnoli) of all of the file but its
+// last four bytes, where the run caches keep their checksum. The sum is
+// taken with read(2) before the file is mapped, not through the mapping:
+// on the virtual machines these runs use, faulting in every page of a
+// mapping costs more than copying the bytes (a 69 MB mirror state: 45–60
+// ms against 20 ms), and the caches drop those pages right after the check
+// anyway. sum is 0 for a file shorter than four bytes.
+func MapSum(f *os.File) (data []byte, release func() error, sum uint32, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, nil, 0, err
@@ -80,9 +69,29 @@ func MapPathSum(path string) (data []byte, release func() error, sum uint32, err
 	data, release, err = Map(f)
 	if err == nil && int64(len(data)) != fi.Size() {
 		release() // changed between the sum and the mapping
-		return nil, nil, 0, fmt.Errorf("%s changed while it was opened", path)
+		return nil, nil, 0, fmt.Errorf("%s changed while it was opened", f.Name())
 	}
 	return data, release, sum, err
+}
+
+// MapPathSum is MapSum of the file at path: no bytes, no release and no
+// error when there is no such file.
+func MapPathSum(path string) (data []byte, release func() error, sum uint32, err error) {
+	f, err := Open(path)
+	if f == nil {
+		return nil, nil, 0, err
+	}
+	defer f.Close() // the mapping outlives the file
+	return MapSum(f)
+}
+
+// Open opens the file at path for reading: (nil, nil) when there is none.
+func Open(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return f, err
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

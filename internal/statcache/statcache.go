@@ -170,8 +170,13 @@ const TrimEvery = trimEvery
 // Open maps the cache at path; (nil, nil) when there is none or this
 // platform cannot map files (then every document is read).
 func Open(path string) (*Cache, error) {
-	whole, unmap, err := mmapfile.MapPath(path)
-	if err != nil || unmap == nil {
+	f, err := mmapfile.Open(path)
+	if f == nil {
+		return nil, err
+	}
+	defer f.Close() // the mapping outlives the file
+	whole, unmap, err := mmapfile.Map(f)
+	if err != nil {
 		return nil, err
 	}
 	if len(whole) < len(magic) || string(whole[:len(magic)]) != magic {
@@ -184,7 +189,7 @@ func Open(path string) (*Cache, error) {
 		return nil, fmt.Errorf("statcache: %s is truncated", path)
 	}
 	c := &Cache{data: data, unmap: unmap, trim: mmapfile.NewTrimmer(whole, trimEvery)}
-	if c.fence, err = readFence(path, c.Len()); err != nil {
+	if c.fence, err = readFence(f, c.Len()); err != nil {
 		unmap()
 		return nil, err
 	}
@@ -301,23 +306,18 @@ func (b *fenceBuilder) done() *Fence {
 	return b.f
 }
 
-// readFence builds the fence of the n records of the cache file at path
-// by reading the file rather than through its mapping (for the same
-// reason as mmapfile.MapPathSum: faulting in every page of the mapping
-// costs more than reading it, and the pages would be dropped after).
-func readFence(path string, n int) (*Fence, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+// readFence builds the fence of the n records of the cache file f by
+// reading the file rather than through its mapping (for the same reason
+// as mmapfile.MapSum: faulting in every page of the mapping costs more
+// than reading it, and the pages would be dropped after).
+func readFence(f *os.File, n int) (*Fence, error) {
 	b := newFenceBuilder(n)
 	buf := make([]byte, recordSize*(1<<20/recordSize))
 	r := io.NewSectionReader(f, int64(len(magic)), int64(n)*recordSize)
 	for left := n; left > 0; {
 		m := min(left, len(buf)/recordSize)
 		if _, err := io.ReadFull(r, buf[:m*recordSize]); err != nil {
-			return nil, fmt.Errorf("statcache: %s: %w", path, err)
+			return nil, fmt.Errorf("statcache: %s: %w", f.Name(), err)
 		}
 		for k := 0; k < m; k++ {
 			b.add(buf[k*recordSize:])
