@@ -203,7 +203,19 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	defer os.RemoveAll(tmp)
 	sorter := extsort.New(tmp, e.cfg.SortBudget)
 	defer sorter.Close()
+	// The base's stat cache and document list are opened (read, checked
+	// and indexed: 15-20 ms at 200,000 documents) while the adapter's
+	// Begin loads its own base (a mirror delta: its record state and the
+	// base bundle's digest, 50-60 ms); neither needs the other.
+	scc := make(chan *statCacheState, 1)
+	go func() { scc <- e.openStatCache(run, prof) }()
 	state, cctx, skipped, err := e.begin(ctx, run, prof, tmp)
+	sc := <-scc
+	if sc != nil {
+		defer sc.base.Close()
+		defer sc.docs.Close()
+		cctx = context.WithValue(cctx, statCacheKey{}, sc)
+	}
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -212,13 +224,10 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	}
 	side := newSideFiles(dir)
 	defer side.cleanup()
-	cctx, sc := e.openStatCache(cctx, run, prof)
 	var statOut *statcache.Writer
 	var docsOut *statcache.DocListWriter
 	statDone, docsDone := func() {}, func() {}
 	if sc != nil {
-		defer sc.base.Close()
-		defer sc.docs.Close()
 		// Caches for the next run of the chain: one that cannot be written
 		// costs that run its speed-up, not this run its bundle.
 		var p string

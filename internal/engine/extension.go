@@ -151,10 +151,10 @@ const (
 )
 
 // openStatCache decides a run's stat cache use and opens its base's cache.
-func (e *Engine) openStatCache(ctx context.Context, run exportapi.Run, prof exportapi.Profile) (context.Context, *statCacheState) {
+func (e *Engine) openStatCache(run exportapi.Run, prof exportapi.Profile) *statCacheState {
 	x, ok := extensions[prof.Spec.Kind+":"+prof.Spec.Variant]
 	if !ok || !x.StatCache || !statcache.Supported || e.cfg.DistrustFileStat {
-		return ctx, nil
+		return nil
 	}
 	sc := &statCacheState{record: true}
 	if run.BaseRunID != "" {
@@ -172,7 +172,7 @@ func (e *Engine) openStatCache(ctx context.Context, run exportapi.Run, prof expo
 			sc.docs = d
 		}
 	}
-	return context.WithValue(ctx, statCacheKey{}, sc), sc
+	return sc
 }
 
 func skipperFrom(ctx context.Context) *skipperCounter {

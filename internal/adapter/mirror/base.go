@@ -158,14 +158,28 @@ func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseSta
 	if err != nil {
 		return nil, err
 	}
+	// The base bundle's manifest and digest are read (hashing the whole
+	// archive: 25-30 ms at 200,000 records) while the record state is
+	// opened (about as long): both are needed, and neither needs the other.
+	type bundleRead struct {
+		m   *exportapi.Manifest
+		raw []byte
+		err error
+	}
+	brc := make(chan bundleRead, 1)
+	go func() {
+		m, raw, err := readBaseBundle(baseRun, "")
+		brc <- bundleRead{m, raw, err}
+	}()
 	st, err := mirror.OpenRecordState(filepath.Join(filepath.Dir(art.Path), mirror.RecordStateFile))
 	if err == nil && st != nil && st.Header().RunID != baseRun.ID {
 		st.Close()
 		err = fmt.Errorf("it belongs to run %s", st.Header().RunID)
 	}
+	br := <-brc
 	var bs *baseState
 	if err == nil && st != nil {
-		m, raw, err := readBaseBundle(baseRun, "")
+		m, raw, err := br.m, br.raw, br.err
 		if err != nil {
 			st.Close()
 			return nil, err
