@@ -691,35 +691,20 @@ func newCarriedDocs(c *collected) *carriedDocs {
 func (d *carriedDocs) fill() {
 	defer close(d.batches)
 	var batch []carriedDoc
-	// The list's documents are looked up in the stat cache a run of them
-	// at a time: their keys are hashes, so the look-ups land at random in
-	// the cache, and touching them all first (Prefetch) overlaps their
-	// cache misses.
-	const run = 256
-	pending := make([]carriedDoc, 0, run)
-	keys := make([]statcache.Key, 0, run)
-	for done := false; !done; {
-		pending, keys = pending[:0], keys[:0]
-		for len(pending) < run {
-			src, path, sum, k, ok, err := d.c.docsFrom.Next()
-			if err != nil {
-				d.errc <- err
-				return
+	for {
+		src, path, sum, k, ok, err := d.c.docsFrom.Next()
+		if err != nil || !ok {
+			if len(batch) > 0 && err == nil {
+				select {
+				case d.batches <- batch:
+				case <-d.stop:
+				}
 			}
-			if !ok {
-				done = true
-				break
-			}
-			pending = append(pending, carriedDoc{src, path, sum, k})
-			keys = append(keys, *k)
+			d.errc <- err
+			return
 		}
-		d.c.carryFrom.Prefetch(keys)
-		for _, x := range pending {
-			i := d.c.carryFrom.IndexOf(*x.key)
-			if i < 0 || d.c.carry[i/64].Load()&(1<<(i%64)) == 0 {
-				continue
-			}
-			if batch = append(batch, x); len(batch) == 512 {
+		if i := d.c.carryFrom.IndexOf(*k); i >= 0 && d.c.carry[i/64].Load()&(1<<(i%64)) != 0 {
+			if batch = append(batch, carriedDoc{src, path, sum, k}); len(batch) == 512 {
 				select {
 				case d.batches <- batch:
 				case <-d.stop:
@@ -730,13 +715,6 @@ func (d *carriedDocs) fill() {
 			}
 		}
 	}
-	if len(batch) > 0 {
-		select {
-		case d.batches <- batch:
-		case <-d.stop:
-		}
-	}
-	d.errc <- nil
 }
 
 // next makes cur the next carried document (nil at the end).

@@ -3,7 +3,6 @@
 package evidence
 
 import (
-	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -33,12 +32,10 @@ func closeDirFD(fd int) {
 	}
 }
 
-// lstatRegularAt is lstatRegular of name in the folder dfd (dir is the
-// folder's path, used when dfd is -1; a delta run calls this once per
-// file, so the file's path is only built then).
-func lstatRegularAt(dfd int, dir, name string) (statcache.Stat, bool) {
+// lstatRegularAt is lstatRegular of name in the folder dfd (p is its path).
+func lstatRegularAt(dfd int, name, p string) (statcache.Stat, bool) {
 	if dfd < 0 {
-		return lstatRegular(dir + string(filepath.Separator) + name)
+		return lstatRegular(p)
 	}
 	var st unix.Stat_t
 	for {

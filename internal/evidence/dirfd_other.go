@@ -2,19 +2,13 @@
 
 package evidence
 
-import (
-	"path/filepath"
-
-	"github.com/stellaops/stella/internal/statcache"
-)
+import "github.com/stellaops/stella/internal/statcache"
 
 // Files are looked up by path here.
 func openDirFD(string) int { return -1 }
 
 func closeDirFD(int) {}
 
-func lstatRegularAt(_ int, dir, name string) (statcache.Stat, bool) {
-	return lstatRegular(filepath.Join(dir, name))
-}
+func lstatRegularAt(_ int, _, p string) (statcache.Stat, bool) { return lstatRegular(p) }
 
 func openRegularAt(_ int, _, p string) (*regularFile, error) { return openRegular(p) }

@@ -18,8 +18,8 @@ func TestStatAtMatchesStatByPath(t *testing.T) {
 	dfd := openDirFD(dir)
 	defer closeDirFD(dfd)
 	byPath, okPath := lstatRegular(p)
-	at, okAt := lstatRegularAt(dfd, dir, "a.json")
-	noDir, okNoDir := lstatRegularAt(-1, dir, "a.json")
+	at, okAt := lstatRegularAt(dfd, "a.json", p)
+	noDir, okNoDir := lstatRegularAt(-1, "a.json", p)
 	if okPath != okAt || okPath != okNoDir || byPath != at || byPath != noDir {
 		t.Fatalf("status by path %+v (%v), at folder %+v (%v), without folder %+v (%v)", byPath, okPath, at, okAt, noDir, okNoDir)
 	}
@@ -35,7 +35,7 @@ func TestStatAtMatchesStatByPath(t *testing.T) {
 		t.Fatalf("size %d", byPath.Size)
 	}
 	// Not regular files: refused both ways.
-	if _, ok := lstatRegularAt(dfd, dir, "."); ok {
+	if _, ok := lstatRegularAt(dfd, ".", dir); ok {
 		t.Fatal("a folder was taken as a regular file")
 	}
 	if _, err := openRegularAt(dfd, "missing.json", filepath.Join(dir, "missing.json")); err == nil {

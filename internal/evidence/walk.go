@@ -203,7 +203,7 @@ func (b fileBatch) read(w *walker) error {
 		q = &UnchangedBatch{Source: w.src.Name, Paths: b.rels, Stats: make([]statcache.Stat, len(b.names)),
 			Has: make([]bool, len(b.names)), Digests: make([]string, len(b.names))}
 		for i, name := range b.names {
-			q.Stats[i], q.Has[i] = lstatRegularAt(dfd, b.dir, name)
+			q.Stats[i], q.Has[i] = lstatRegularAt(dfd, name, b.dir+string(filepath.Separator)+name)
 		}
 		w.unchanged(q)
 	}
@@ -271,9 +271,8 @@ type dirent struct {
 	typ  fs.FileMode
 }
 
-// readDirentsOS lists a folder in lexical order (readDirents where the
-// listing is not parsed here).
-func readDirentsOS(dir string) ([]dirent, error) {
+// readDirents lists a folder in lexical order.
+func readDirents(dir string) ([]dirent, error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
