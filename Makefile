@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test ./internal/mirror/ -run '^$$' -fuzz FuzzRecordState -fuzztime 30s
 	$(GO) test ./internal/mirror/ -run '^$$' -fuzz FuzzIndexReader -fuzztime 30s
 	$(GO) test ./internal/statcache/ -run '^$$' -fuzz FuzzDocList -fuzztime 30s
+	$(GO) test ./internal/mirror/ -run '^$$' -fuzz FuzzTopString -fuzztime 30s
 
 clean:
 	rm -rf bin/stella dist .demo .bench

@@ -501,18 +501,30 @@ var ErrNoField = errors.New("field not found")
 // string every quote is escaped, so `,"key":"` and `{"key":"` occur only
 // as real keys; nested objects of the line formats stella writes have no
 // keys of the names looked up here.
-func TopString(line []byte, key string) (string, error) {
-	pat := make([]byte, 0, len(key)+5)
-	pat = append(pat, ',', '"')
+func TopString(line []byte, key string) (string, error) { return topString(line, key, false) }
+
+// TopStringNearEnd is TopString for a field that sorts after a line's
+// big fields (a raw line's id, path and source come after the document):
+// it looks for the key from the end of the line, so it reads the last few
+// hundred bytes instead of the whole line. Same result as TopString.
+func TopStringNearEnd(line []byte, key string) (string, error) { return topString(line, key, true) }
+
+func topString(line []byte, key string, fromEnd bool) (string, error) {
+	var buf [32]byte
+	pat := append(buf[:0], '{', '"')
 	pat = append(pat, key...)
 	pat = append(pat, '"', ':', '"')
-	i := bytes.Index(line, pat)
-	if i < 0 {
-		pat[0] = '{'
-		if !bytes.HasPrefix(line, pat) {
+	i := 0
+	if !bytes.HasPrefix(line, pat) { // the first key, or after a comma
+		pat[0] = ','
+		if fromEnd {
+			i = bytes.LastIndex(line, pat)
+		} else {
+			i = bytes.Index(line, pat)
+		}
+		if i < 0 {
 			return "", fmt.Errorf("%w: %q", ErrNoField, key)
 		}
-		i = 0
 	}
 	start := i + len(pat) - 1 // at the opening quote
 	j := start + 1

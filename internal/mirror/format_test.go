@@ -3,9 +3,11 @@ package mirror
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/stellaops/stella/internal/canon"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestIndexRoundTrip(t *testing.T) {
@@ -97,9 +99,21 @@ func TestTopString(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("%s: %q %v, want %q", key, got, err, want)
 		}
+		got, err = TopStringNearEnd(line, key)
+		if err != nil || got != want {
+			t.Errorf("%s from the end: %q %v, want %q", key, got, err, want)
+		}
 	}
-	if _, err := TopString(line, "missing"); err == nil {
-		t.Error("missing field found")
+	for _, f := range []func([]byte, string) (string, error){TopString, TopStringNearEnd} {
+		if _, err := f(line, "missing"); err == nil {
+			t.Error("missing field found")
+		}
+		if _, err := f([]byte(`{"id":"unterminated`), "id"); err == nil {
+			t.Error("unterminated string read")
+		}
+		if _, err := f([]byte(`{"a":"x","id":"unterminated`), "id"); err == nil {
+			t.Error("unterminated string read")
+		}
 	}
 }
 
@@ -136,4 +150,28 @@ func TestOpenStringFastPath(t *testing.T) {
 			t.Fatalf("openString(%q) = %v, the scan says %v", b, got, want)
 		}
 	}
+}
+
+// TopString and TopStringNearEnd read the fields of a line as encoding
+// them gave them, whatever the values hold (quotes, backslashes, key-like
+// text, non-ASCII), and agree.
+func FuzzTopString(f *testing.F) {
+	f.Add("GO-1", "src", "a/b.json", `{"id":"X","source":"no"}`)
+	f.Add(`x","id":"y`, `\`, `,"path":"`, "\u2028\"\\")
+	f.Fuzz(func(t *testing.T, id, source, path, doc string) {
+		if !utf8.ValidString(id) || !utf8.ValidString(source) || !utf8.ValidString(path) {
+			t.Skip() // canonical JSON replaces invalid UTF-8
+		}
+		line, err := canon.Marshal(map[string]string{"id": id, "source": source, "path": path, "document": doc, "digest": "sha256:00"})
+		if err != nil {
+			t.Skip()
+		}
+		for key, want := range map[string]string{"id": id, "source": source, "path": path} {
+			a, errA := TopString(line, key)
+			b, errB := TopStringNearEnd(line, key)
+			if errA != nil || errB != nil || a != want || b != want {
+				t.Fatalf("%s in %s: %q (%v) and from the end %q (%v), want %q", key, line, a, errA, b, errB, want)
+			}
+		}
+	})
 }
