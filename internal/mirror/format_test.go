@@ -3,11 +3,12 @@ package mirror
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/stellaops/stella/internal/canon"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/stellaops/stella/internal/canon"
 )
 
 func TestIndexRoundTrip(t *testing.T) {
