@@ -466,16 +466,8 @@ func OpenRecordState(path string) (*RecordState, error) {
 	return s, nil
 }
 
-func parseState(data []byte) (*RecordState, error) {
-	var sum uint32
-	if len(data) >= 4 {
-		sum = crc32.Checksum(data[:len(data)-4], castagnoli)
-	}
-	return parseStateSum(data, sum)
-}
-
-// parseStateSum is parseState of a file whose bytes but the last four have
-// the CRC-32C sum (taken as the file was opened).
+// parseStateSum checks and indexes the bytes of a state file whose bytes
+// but the last four have the CRC-32C sum (taken as the file was opened).
 func parseStateSum(data []byte, sum uint32) (*RecordState, error) {
 	if len(data) < len(stateMagic)+stateTrailer || string(data[:len(stateMagic)]) != stateMagic {
 		return nil, errors.New("not a mirror state file")
