@@ -1,6 +1,10 @@
 package canon
 
 import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stellaops/stella/internal/record"
@@ -93,4 +97,30 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("AppendString([]byte %q) = %s, encoding/json %s", s, got, want)
 		}
 	})
+}
+
+// BenchmarkAppendString escapes real OSV documents (pretty-printed JSON:
+// a quote or a newline every eight to ten bytes), as raw lines do.
+func BenchmarkAppendString(b *testing.B) {
+	var docs [][]byte
+	n := 0
+	filepath.WalkDir("../../testdata/evidence/osv", func(p string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && strings.HasSuffix(p, ".json") {
+			if d, err := os.ReadFile(p); err == nil {
+				docs = append(docs, d)
+				n += len(d)
+			}
+		}
+		return nil
+	})
+	if len(docs) == 0 {
+		b.Fatal("no OSV documents under testdata/evidence/osv")
+	}
+	b.SetBytes(int64(n))
+	var buf []byte
+	for b.Loop() {
+		for _, d := range docs {
+			buf = AppendString(buf[:0], d)
+		}
+	}
 }
