@@ -42,15 +42,27 @@ func fastOSV(js []byte, pr *probe) (ok bool) {
 }
 
 func (s *osvScan) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
+	// Local copies: the loop then keeps the index in a register instead
+	// of storing it through s at every byte. After a newline (indentation
+	// of a pretty-printed document) spaces go eight at a time.
+	i, b := s.i, s.b
+	for i < len(b) {
+		c := b[i]
+		if c > ' ' || wsMask&(1<<c) == 0 {
+			break
+		}
+		i++
+		if c == '\n' {
+			for i+8 <= len(b) && binary.LittleEndian.Uint64(b[i:i+8]) == 0x2020202020202020 {
+				i += 8
+			}
 		}
 	}
+	s.i = i
 }
+
+// wsMask has bit c set for each JSON whitespace byte c.
+const wsMask = 1<<' ' | 1<<'\t' | 1<<'\n' | 1<<'\r'
 
 // peek returns the next non-space byte (0 at the end).
 func (s *osvScan) peek() byte {
