@@ -335,6 +335,33 @@ func linkOf(b *staged, now time.Time) Link {
 	return l
 }
 
+// targetWriteError is a failure to write into the target's staging
+// folder: the target's disk, not the bundle.
+type targetWriteError struct{ err error }
+
+func (e targetWriteError) Error() string { return e.err.Error() }
+func (e targetWriteError) Unwrap() error { return e.err }
+
+const targetWriteHint = "the target's file system refused the write (full, over quota or read-only): " +
+	"free space or fix it there and apply again; the target was left as it was"
+
+// createTargetFile creates a new file under the target's staging folder
+// (tests make it fail as a full disk does).
+var createTargetFile = func(p string) (*os.File, error) {
+	return os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+}
+
+// stageWriter marks the errors of writing a staged file.
+type stageWriter struct{ f *os.File }
+
+func (w stageWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		err = targetWriteError{err}
+	}
+	return n, err
+}
+
 // stageBundle extracts a bundle into dir, verifies it and decrypts its data.
 func stageBundle(p, dir string, opt ApplyOptions) (*staged, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -346,21 +373,26 @@ func stageBundle(p, dir string, opt ApplyOptions) (*staged, error) {
 		}
 		dst := filepath.Join(dir, filepath.FromSlash(rel))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
+			return targetWriteError{err}
 		}
-		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		f, err := createTargetFile(dst)
 		if err != nil {
-			return err
+			return targetWriteError{err}
 		}
-		_, err = io.Copy(f, r)
-		if cerr := f.Close(); err == nil {
-			err = cerr
+		_, err = io.Copy(stageWriter{f}, r)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = targetWriteError{cerr}
 		}
 		return err
 	})
 	if err != nil {
-		if os.IsNotExist(err) {
+		if os.IsNotExist(err) && !errors.As(err, new(targetWriteError)) {
 			return nil, xerr.New(xerr.InvalidInput, "%s: no such bundle", p)
+		}
+		var we targetWriteError
+		if errors.As(err, &we) { // the target's disk, not the bundle
+			return nil, xerr.Wrap(xerr.Internal, we.err, "%s: cannot stage it beside the target", filepath.Base(p)).
+				WithHint(targetWriteHint)
 		}
 		return nil, xerr.New(xerr.Verify, "%s: %v", filepath.Base(p), err).
 			WithHint("the bundle is damaged, truncated or unsafe; fetch it again and check it with `stella export mirror verify`")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -215,7 +216,7 @@ func createLines(p string, c Compression) (*lineWriter, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	f, err := createTargetFile(p)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +355,12 @@ func mergeDelta(ctx context.Context, out, cur string, b *staged) error {
 				}
 				dst := filepath.Join(out, "data", filepath.FromSlash(s)+".jsonl"+bundle.Codec(h.Compression.Codec).Ext())
 				if err := mergeStream(s, dst, h.Compression, cp, dp, change, carried); err != nil {
-					errs <- xerr.New(xerr.Verify, "%s: stream %s: %v", b.name(), s, err)
+					if we := (targetWriteError{}); errors.As(err, &we) { // the target's disk, not the delta
+						errs <- xerr.Wrap(xerr.Internal, we.err, "%s: stream %s: cannot write the merged stream", b.name(), s).
+							WithHint(targetWriteHint)
+					} else {
+						errs <- xerr.New(xerr.Verify, "%s: stream %s: %v", b.name(), s, err)
+					}
 				}
 			}
 		}()
@@ -433,10 +439,13 @@ func mergeStream(stream, dst string, comp Compression, cp, dp string, change, ca
 	emit := func(line []byte) error {
 		if w == nil {
 			if w, err = createLines(dst, comp); err != nil {
-				return err
+				return targetWriteError{err}
 			}
 		}
-		return w.write(line)
+		if err := w.write(line); err != nil {
+			return targetWriteError{err}
+		}
+		return nil
 	}
 	for {
 		if err := skipDropped(); err != nil {
@@ -477,7 +486,9 @@ func mergeStream(stream, dst string, comp Compression, cp, dp string, change, ca
 		}
 	}
 	if w != nil {
-		return w.close()
+		if err := w.close(); err != nil {
+			return targetWriteError{err}
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -1101,4 +1102,62 @@ func TestCachesUnwritable(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Fatal("the delta over a base without caches differs")
 	}
+}
+
+// A target whose disk is full (writes into /dev/full: the real ENOSPC)
+// fails apply as an environment error, not as a bad bundle, with a hint
+// that says so, and leaves the target as it was: while staging a full
+// bundle into a new target, and while merging a delta's streams.
+func TestApplyOnFullDisk(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full here")
+	}
+	f := getFixture(t)
+	fullDisk := func(match string) func() {
+		return mirror.SetCreateTargetFile(func(p string) (*os.File, error) {
+			if strings.Contains(filepath.ToSlash(p), match) {
+				return os.OpenFile("/dev/full", os.O_WRONLY, 0)
+			}
+			return os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		})
+	}
+	check := func(t *testing.T, err error, log string) {
+		t.Helper()
+		if err == nil {
+			t.Fatal("apply onto a full disk succeeded")
+		}
+		e := xerr.As(err)
+		if e.Code != xerr.Internal || !errors.Is(err, syscall.ENOSPC) || !strings.Contains(e.Hint, "file system") {
+			t.Errorf("code %s, hint %q: %v", e.Code, e.Hint, err)
+		}
+		if !strings.Contains(log, `"errorCode":"internal"`) {
+			t.Errorf("mirror.delta.apply_failed does not log an internal error: %s", log)
+		}
+	}
+	t.Run("staging", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "m")
+		restore := fullDisk("/indexes/")
+		log, err := applyLog(t, target, mirror.ApplyOptions{}, f.full0)
+		restore()
+		check(t, err, log)
+		ents, _ := os.ReadDir(target)
+		for _, e := range ents {
+			if e.Name() != ".lock" {
+				t.Errorf("the failed apply left %s in the new target", e.Name())
+			}
+		}
+		applyOK(t, target, mirror.ApplyOptions{}, f.full0)
+		sameAsFull(t, target, f.full0)
+	})
+	t.Run("merge", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "m")
+		applyOK(t, target, mirror.ApplyOptions{}, f.full0)
+		restore := fullDisk("/gen-")
+		log, err := applyLog(t, target, mirror.ApplyOptions{}, f.delta01)
+		restore()
+		check(t, err, log)
+		sameAsFull(t, target, f.full0)
+		applyOK(t, target, mirror.ApplyOptions{}, f.delta01)
+		sameAsFull(t, target, f.full1)
+	})
 }

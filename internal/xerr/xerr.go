@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"syscall"
 )
 
 // Code is an ERR_EXPORT_* code.
@@ -128,13 +129,30 @@ func CodeOf(err error) Code {
 }
 
 // As returns the *Error in err's chain, or an Internal *Error wrapping err.
+// An error of a full disk or quota says so in its hint.
 func As(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
+		if e.Hint == "" && e.Code == Internal && noSpace(err) {
+			c := *e
+			c.Hint = noSpaceHint
+			return &c
+		}
 		return e
 	}
-	return &Error{Code: Internal, Message: err.Error(), Err: err,
-		Hint: "this is a bug or an environment problem; rerun with --trace and report the output"}
+	hint := "this is a bug or an environment problem; rerun with --trace and report the output"
+	if noSpace(err) {
+		hint = noSpaceHint
+	}
+	return &Error{Code: Internal, Message: err.Error(), Err: err, Hint: hint}
+}
+
+const noSpaceHint = "the file system of the path above is full (or its quota reached): free space there, " +
+	"or give the data directory (--data-dir) or the target a larger one; a build's external sort needs about " +
+	"4 KB per record in runs/<runId>/.work while the disk has 10 GiB free, a third of that below"
+
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // Is reports whether err carries the given code.

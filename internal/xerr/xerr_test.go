@@ -3,6 +3,9 @@ package xerr
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -49,5 +52,29 @@ func TestCodeOfWrapped(t *testing.T) {
 	}
 	if CodeOf(nil) != "" {
 		t.Fatal("nil has a code")
+	}
+}
+
+// A full disk or quota, however deep in the chain, gets a hint that says
+// so instead of "a bug"; other internal errors keep the generic hint.
+func TestNoSpaceHint(t *testing.T) {
+	full := &os.PathError{Op: "write", Path: "/data/runs/r/.work/run-1.s2", Err: syscall.ENOSPC}
+	for _, err := range []error{
+		fmt.Errorf("extsort: spill: %w", full),
+		Wrap(Internal, full, "run r failed"),
+		fmt.Errorf("apply: %w", &os.PathError{Op: "write", Path: "/target/x", Err: syscall.EDQUOT}),
+	} {
+		e := As(err)
+		if e.Code != Internal || !strings.Contains(e.Hint, "full") || strings.Contains(e.Hint, "bug") {
+			t.Errorf("%v: code %s, hint %q", err, e.Code, e.Hint)
+		}
+	}
+	if e := As(errors.New("something else")); !strings.Contains(e.Hint, "bug") {
+		t.Errorf("generic internal error: hint %q", e.Hint)
+	}
+	orig := Wrap(Internal, full, "run r failed")
+	As(orig)
+	if orig.Hint != "" {
+		t.Error("As changed the error it was given")
 	}
 }
