@@ -46,6 +46,7 @@ fuzz:
 	$(GO) test ./internal/mirror/ -run '^$$' -fuzz FuzzIndexReader -fuzztime 30s
 	$(GO) test ./internal/statcache/ -run '^$$' -fuzz FuzzDocList -fuzztime 30s
 	$(GO) test ./internal/mirror/ -run '^$$' -fuzz FuzzTopString -fuzztime 30s
+	$(GO) test ./internal/evidence/ -run '^$$' -fuzz FuzzRawLine -fuzztime 30s
 
 clean:
 	rm -rf bin/stella dist .demo .bench

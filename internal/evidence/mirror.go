@@ -150,10 +150,14 @@ func (w *walker) walkRawFile(p string) error {
 				WithHint("verify the mirror (`stella export mirror verify`) or apply it again")
 		}
 		var rl rawLine
-		if jerr := json.Unmarshal(line, &rl); jerr != nil {
-			return w.sourceErr("mirror file %s line %d is not a raw record line: %v", name, n, jerr)
+		raw, ok := fastRawLine(line, &rl)
+		if !ok || !fastDecode {
+			rl = rawLine{}
+			if jerr := json.Unmarshal(line, &rl); jerr != nil {
+				return w.sourceErr("mirror file %s line %d is not a raw record line: %v", name, n, jerr)
+			}
+			raw = append(getRaw(len(rl.Document)), rl.Document...)
 		}
-		raw := []byte(rl.Document)
 		rel := fmt.Sprintf("%s#%d", name, n)
 		if reason := mirrorOrigin(rl.Source, rl.Path); reason != "" {
 			if ferr := w.docErr(rel, "", "mirror line names %s", reason); ferr != nil {

@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"strconv"
@@ -178,26 +179,35 @@ func isHex(c byte) bool {
 // unescape decodes the escapes of a validated string body; a lone surrogate
 // (which encoding/json turns into U+FFFD) gives up.
 func unescape(raw []byte) (string, bool) {
-	out := make([]byte, 0, len(raw))
+	out, ok := appendUnescaped(make([]byte, 0, len(raw)), raw)
+	if !ok {
+		return "", false
+	}
+	return string(out), true
+}
+
+// appendUnescaped appends the decoded bytes of a validated string body to
+// out (see unescape). Plain runs between escapes are copied whole.
+func appendUnescaped(out, raw []byte) ([]byte, bool) {
 	for i := 0; i < len(raw); {
-		c := raw[i]
-		if c != '\\' {
-			out = append(out, c)
-			i++
-			continue
+		j := bytes.IndexByte(raw[i:], '\\')
+		if j < 0 {
+			return append(out, raw[i:]...), true
 		}
+		out = append(out, raw[i:i+j]...)
+		i += j
 		switch raw[i+1] {
 		case 'u':
 			r := hex4(raw[i+2 : i+6])
 			i += 6
 			if utf16.IsSurrogate(r) {
 				if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
-					return "", false
+					return out, false
 				}
 				r2 := hex4(raw[i+2 : i+6])
 				dec := utf16.DecodeRune(r, r2)
 				if dec == utf8.RuneError {
-					return "", false
+					return out, false
 				}
 				r = dec
 				i += 6
@@ -219,7 +229,7 @@ func unescape(raw []byte) (string, bool) {
 		}
 		i += 2
 	}
-	return string(out), true
+	return out, true
 }
 
 func hex4(h []byte) rune {
