@@ -133,7 +133,8 @@ const (
 // files. Stored runs cost about three times the bytes of S2 runs (a
 // 200,000-document mirror spills 850 MB against 300 MB) and save
 // compressing and decompressing every block (about 0.7 CPU-seconds of that
-// build, of which the kernel's copies of the extra bytes take back 0.3–0.4).
+// build); the kernel's copies of the extra bytes take that back where
+// system calls are dear, not where they are cheap (docs/performance.md).
 const storedRoom = 10 << 30
 
 var freeSpace = freeBytes // tests replace it
