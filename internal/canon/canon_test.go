@@ -124,3 +124,24 @@ func BenchmarkAppendString(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendStringShort escapes the short strings a normalised record
+// and an index entry are made of.
+func BenchmarkAppendStringShort(b *testing.B) {
+	strs := []string{"AlmaLinux:8", "nodejs-nodemon", "1.18.3-1.module_el8.3.0+2023+d2377ea3", "0", "ECOSYSTEM",
+		"introduced", "fixed", "BENCH-ALBA-2019:4275-0000042", "sha256:a3e9e46765793ad8261c1ae2e2ac092c0c91c432afcc37536b50aa289795b476",
+		"data/raw/advisories/bench.jsonl.zst", "0000/BENCH-ALBA-2019_4275-0000042.json", "bench", "advisory", "Go", "PyPI",
+		"pkg:npm/left-pad@1.3.0", "https://errata.almalinux.org/8/ALSA-2019-4275.html", "Moderate"}
+	n := 0
+	for _, s := range strs {
+		n += len(s)
+	}
+	b.SetBytes(int64(n))
+	var buf []byte
+	for b.Loop() {
+		buf = buf[:0]
+		for _, s := range strs {
+			buf = AppendString(buf, s)
+		}
+	}
+}
