@@ -144,7 +144,11 @@ func runFailure(run exportapi.Run) error {
 		}
 		return &xerr.Error{Code: code, Message: fmt.Sprintf("run %s failed: %s", run.ID, run.ErrorMessage), Reported: true}
 	case exportapi.StateCancelled:
-		return &xerr.Error{Code: xerr.Internal, Message: fmt.Sprintf("run %s was cancelled", run.ID), Reported: true}
+		msg := fmt.Sprintf("run %s was cancelled", run.ID)
+		if run.ErrorMessage != "" {
+			msg += " (" + run.ErrorMessage + "); nothing it wrote was kept"
+		}
+		return &xerr.Error{Code: xerr.Internal, Message: msg, Reported: true}
 	}
 	return nil
 }

@@ -340,6 +340,20 @@ func (e *Engine) Cancel(ctx context.Context, id string) (exportapi.Run, error) {
 // errCancelled is returned inside a run when a cancel was requested.
 var errCancelled = errors.New("run cancelled")
 
+// interruptedError ends a run whose caller stopped it (an interrupt signal
+// ended the command's context): the run is cancelled, not failed, and
+// nothing it wrote is kept.
+type interruptedError struct{ cause error }
+
+func (e interruptedError) Error() string {
+	if e.cause == nil || e.cause == context.Canceled {
+		return "interrupted"
+	}
+	return "interrupted: " + e.cause.Error()
+}
+
+func (e interruptedError) Is(target error) bool { return target == errCancelled }
+
 func hostOwner() string {
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s:%d", h, os.Getpid())

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -300,5 +301,37 @@ func TestCancelPending(t *testing.T) {
 	}
 	if _, err := e.Execute(ctx, run.ID); err == nil {
 		t.Fatal("a cancelled run executed")
+	}
+}
+
+// A run whose caller stops it mid-way (the CLI's context ended by an
+// interrupt signal) is cancelled, not failed as "a bug", says why, and
+// keeps no bundle.
+func TestInterruptCancelsRun(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	e := newEngine(t, func(c *engine.Config) {
+		c.Hooks.Sign = func(sctx context.Context, in engine.SignInput) (map[string][]byte, error) {
+			cancel(errors.New("interrupt signal received"))
+			return nil, context.Cause(sctx)
+		}
+	})
+	run, err := e.Submit(context.Background(), engine.SubmitRequest{Profile: "json:raw", Sources: src("go", evidence(t, "osv/golang-vulndb/t0"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := e.Execute(ctx, run.ID)
+	if err == nil {
+		t.Fatal("an interrupted run succeeded")
+	}
+	if final.State != exportapi.StateCancelled || final.ErrorMessage != "interrupted: interrupt signal received" {
+		t.Fatalf("state %s, message %q", final.State, final.ErrorMessage)
+	}
+	if len(final.Artifacts) != 0 {
+		t.Errorf("artifacts of an interrupted run: %+v", final.Artifacts)
+	}
+	ents, _ := os.ReadDir(e.RunDir(run.ID))
+	for _, en := range ents {
+		t.Errorf("left in the run folder: %s", en.Name())
 	}
 }

@@ -117,6 +117,8 @@ func (e *Engine) Execute(ctx context.Context, id string) (exportapi.Run, error) 
 	if err != nil {
 		if c := context.Cause(rctx); c != nil && errors.Is(c, errCancelled) {
 			err = errCancelled
+		} else if errors.Is(ctx.Err(), context.Canceled) { // the caller stopped: an interrupt
+			err = interruptedError{context.Cause(ctx)}
 		}
 		final, ferr := e.finishFailed(ctx, id, err)
 		if ferr != nil {
@@ -164,7 +166,10 @@ func (e *Engine) finishFailed(ctx context.Context, id string, cause error) (expo
 	if xe.Hint != "" {
 		msg += " (" + xe.Hint + ")"
 	}
-	if errors.Is(cause, errCancelled) {
+	var in interruptedError
+	if errors.As(cause, &in) {
+		state, typ, msg = exportapi.StateCancelled, exportapi.EventCancelled, in.Error()
+	} else if errors.Is(cause, errCancelled) {
 		state, typ, msg = exportapi.StateCancelled, exportapi.EventCancelled, "cancelled on request"
 	}
 	final, err := e.led.UpdateRun(ctx, id, func(r *exportapi.Run) error {
