@@ -51,15 +51,21 @@ func run() int {
 	if err == nil {
 		return 0
 	}
-	return report(f, err)
+	return report(f, err, ctx.Err() != nil)
 }
 
 // report prints an error with its code, what was wrong and what to do, and
 // returns the exit code of SPEC §7 for it.
-func report(f *cli.Factory, err error) int {
+// An interrupted command (Ctrl-C, SIGTERM) says so instead of "a bug".
+func report(f *cli.Factory, err error, interrupted bool) int {
 	e := xerr.As(err)
 	if cli.IsUsageError(err) {
 		e = &xerr.Error{Code: xerr.InvalidInput, Message: err.Error(), Hint: "see --help"}
+	}
+	if interrupted && e.Code == xerr.Internal && !e.Reported {
+		c := *e
+		c.Hint = "the command was interrupted; what it was writing was not kept (a mirror target stays as it was, a run is marked cancelled): run it again"
+		e = &c
 	}
 	fmt.Fprintf(f.IO.ErrOut, "Error: %s: %s\n", e.Code, e.Message)
 	if !e.Reported {

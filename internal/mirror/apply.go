@@ -127,7 +127,7 @@ func Apply(ctx context.Context, opt ApplyOptions) (res *ApplyResult, err error) 
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		b, err := stageBundle(p, filepath.Join(staging, fmt.Sprintf("in-%d", i)), opt)
+		b, err := stageBundle(ctx, p, filepath.Join(staging, fmt.Sprintf("in-%d", i)), opt)
 		if err != nil {
 			return nil, err
 		}
@@ -351,6 +351,20 @@ var createTargetFile = func(p string) (*os.File, error) {
 	return os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 }
 
+// ctxReader stops a copy when ctx ends (an interrupt): staging a big
+// bundle does not run on to its end.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
+}
+
 // stageWriter marks the errors of writing a staged file.
 type stageWriter struct{ f *os.File }
 
@@ -363,7 +377,7 @@ func (w stageWriter) Write(p []byte) (int, error) {
 }
 
 // stageBundle extracts a bundle into dir, verifies it and decrypts its data.
-func stageBundle(p, dir string, opt ApplyOptions) (*staged, error) {
+func stageBundle(ctx context.Context, p, dir string, opt ApplyOptions) (*staged, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, xerr.Wrap(xerr.Internal, err, "staging")
 	}
@@ -379,13 +393,16 @@ func stageBundle(p, dir string, opt ApplyOptions) (*staged, error) {
 		if err != nil {
 			return targetWriteError{err}
 		}
-		_, err = io.Copy(stageWriter{f}, r)
+		_, err = io.Copy(stageWriter{f}, ctxReader{ctx, r})
 		if cerr := f.Close(); err == nil && cerr != nil {
 			err = targetWriteError{cerr}
 		}
 		return err
 	})
 	if err != nil {
+		if ctx.Err() != nil { // interrupted, not a bad bundle
+			return nil, context.Cause(ctx)
+		}
 		if os.IsNotExist(err) && !errors.As(err, new(targetWriteError)) {
 			return nil, xerr.New(xerr.InvalidInput, "%s: no such bundle", p)
 		}

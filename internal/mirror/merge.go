@@ -354,8 +354,10 @@ func mergeDelta(ctx context.Context, out, cur string, b *staged) error {
 					dp = filepath.Join(b.dir, filepath.FromSlash(r))
 				}
 				dst := filepath.Join(out, "data", filepath.FromSlash(s)+".jsonl"+bundle.Codec(h.Compression.Codec).Ext())
-				if err := mergeStream(s, dst, h.Compression, cp, dp, change, carried); err != nil {
-					if we := (targetWriteError{}); errors.As(err, &we) { // the target's disk, not the delta
+				if err := mergeStream(ctx, s, dst, h.Compression, cp, dp, change, carried); err != nil {
+					if ctx.Err() != nil { // interrupted
+						errs <- context.Cause(ctx)
+					} else if we := (targetWriteError{}); errors.As(err, &we) { // the target's disk, not the delta
 						errs <- xerr.Wrap(xerr.Internal, we.err, "%s: stream %s: cannot write the merged stream", b.name(), s).
 							WithHint(targetWriteHint)
 					} else {
@@ -402,7 +404,7 @@ func mergeDelta(ctx context.Context, out, cur string, b *staged) error {
 // mergeStream writes dst from the current file cp (lines of records not in
 // change) and the delta's file dp (every line; each must belong to a
 // record the delta carries), in order. An empty result writes no file.
-func mergeStream(stream, dst string, comp Compression, cp, dp string, change, carried map[string]bool) error {
+func mergeStream(ctx context.Context, stream, dst string, comp Compression, cp, dp string, change, carried map[string]bool) error {
 	// The target's lines are placed by id, and by source and path only
 	// when the id ties; the delta's lines (few) are read whole.
 	curKey, err := keyFunc(stream, true)
@@ -447,7 +449,10 @@ func mergeStream(stream, dst string, comp Compression, cp, dp string, change, ca
 		}
 		return nil
 	}
-	for {
+	for n := 0; ; n++ {
+		if n&1023 == 0 && ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		if err := skipDropped(); err != nil {
 			return err
 		}

@@ -1161,3 +1161,29 @@ func TestApplyOnFullDisk(t *testing.T) {
 		sameAsFull(t, target, f.full1)
 	})
 }
+
+// An apply interrupted while it stages a bundle (Ctrl-C: the command's
+// context ends) returns the interrupt, not a verification failure, and
+// leaves the target as it was.
+func TestApplyInterrupted(t *testing.T) {
+	f := getFixture(t)
+	target := filepath.Join(t.TempDir(), "m")
+	applyOK(t, target, mirror.ApplyOptions{}, f.full0)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stop := errors.New("interrupt signal received")
+	restore := mirror.SetCreateTargetFile(func(p string) (*os.File, error) {
+		cancel(stop) // the first staged file: the interrupt comes now
+		return os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	})
+	defer restore()
+	_, err := mirror.Apply(ctx, mirror.ApplyOptions{Target: target, Bundles: []string{f.delta01}, Now: now,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if !errors.Is(err, stop) || xerr.Is(err, xerr.Verify) {
+		t.Fatalf("interrupted apply: %v", err)
+	}
+	restore()
+	sameAsFull(t, target, f.full0)
+	applyOK(t, target, mirror.ApplyOptions{}, f.delta01)
+	sameAsFull(t, target, f.full1)
+}
