@@ -41,6 +41,10 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first interrupt ends ctx: commands stop where they check it and
+	// clean up. A second one kills the process the default way (what is
+	// crash-safe stays so: a mirror target, the ledger's leases).
+	go func() { <-ctx.Done(); stop() }()
 	f := &cli.Factory{IO: cli.System(), Hooks: cli.DefaultHooks}
 	defer f.Close()
 	cmd := cli.NewRootCmd(f)
