@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,33 +110,58 @@ func TestEncryptedBundleIsNotASource(t *testing.T) {
 	}
 }
 
-// A delta made by another stella version than its base re-sends every
-// record (normalisation may differ) and still applies to the same state.
+// A delta made by another stella version that writes the same record
+// lines (record.LinesVersion) takes unchanged documents as unchanged, as a
+// same-version delta does: the same lists. A base whose record state is
+// gone is rebuilt from the bundles, which do not say which lines wrote
+// them: that delta parses everything and re-sends every record it
+// exports. Both apply to the later snapshot.
 func TestDeltaAcrossVersions(t *testing.T) {
 	f := getFixture(t)
-	dir := filepath.Join(t.TempDir(), "v")
-	e1, err := newEngine(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	full, err := runEngine(e1, engine.SubmitRequest{Profile: "mirror:full", Sources: sources(f.t0), SkipInvalid: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e2 := engine.New(engine.Config{DataDir: dir, Version: "test-2", SortBudget: 256 << 10}, e1.Ledger())
-	d, err := runEngine(e2, engine.SubmitRequest{Profile: "mirror:delta", Sources: sources(f.t1), SkipInvalid: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := manifestOf(t, archiveOf(d))
 	ref, _ := manifestOf(t, f.delta01)
-	if len(m.Delta.Changed) <= len(ref.Delta.Changed) || len(m.Delta.Removed) != len(ref.Delta.Removed) || len(m.Delta.Added) != len(ref.Delta.Added) {
-		t.Fatalf("cross-version delta: +%d ~%d -%d; same-version: +%d ~%d -%d", len(m.Delta.Added), len(m.Delta.Changed), len(m.Delta.Removed),
-			len(ref.Delta.Added), len(ref.Delta.Changed), len(ref.Delta.Removed))
+	for _, stateGone := range []bool{false, true} {
+		dir := filepath.Join(t.TempDir(), "v")
+		e1, err := newEngine(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := runEngine(e1, engine.SubmitRequest{Profile: "mirror:full", Sources: sources(f.t0), SkipInvalid: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stateGone {
+			if err := os.Remove(filepath.Join(dir, "runs", full.ID, mirror.RecordStateFile)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e2 := engine.New(engine.Config{DataDir: dir, Version: "test-2", SortBudget: 256 << 10}, e1.Ledger())
+		d, err := runEngine(e2, engine.SubmitRequest{Profile: "mirror:delta", Sources: sources(f.t1), SkipInvalid: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := manifestOf(t, archiveOf(d))
+		same := slices.Equal(m.Delta.Added, ref.Delta.Added) && slices.Equal(m.Delta.Changed, ref.Delta.Changed) &&
+			slices.Equal(m.Delta.Removed, ref.Delta.Removed)
+		resent := len(m.Delta.Changed) > len(ref.Delta.Changed) && len(m.Delta.Removed) == len(ref.Delta.Removed) &&
+			len(m.Delta.Added) == len(ref.Delta.Added)
+		if (!stateGone && !same) || (stateGone && !resent) {
+			t.Fatalf("state gone %v: cross-version delta +%d ~%d -%d; same-version +%d ~%d -%d", stateGone,
+				len(m.Delta.Added), len(m.Delta.Changed), len(m.Delta.Removed), len(ref.Delta.Added), len(ref.Delta.Changed), len(ref.Delta.Removed))
+		}
+		target := filepath.Join(t.TempDir(), "m")
+		applyOK(t, target, mirror.ApplyOptions{}, archiveOf(full), archiveOf(d))
+		sameAsFull(t, target, f.full1)
+		// Either way the chain is of this binary's lines again: the next
+		// delta skips unchanged documents.
+		st, err := mirror.OpenRecordState(filepath.Join(dir, "runs", d.ID, mirror.RecordStateFile))
+		if err != nil || st == nil {
+			t.Fatalf("the delta's record state: %v", err)
+		}
+		if v := st.Header().ChainVersion; v != record.LinesVersion {
+			t.Errorf("state gone %v: the delta's state says lines %q, want %q", stateGone, v, record.LinesVersion)
+		}
+		st.Close()
 	}
-	target := filepath.Join(t.TempDir(), "m")
-	applyOK(t, target, mirror.ApplyOptions{}, archiveOf(full), archiveOf(d))
-	sameAsFull(t, target, f.full1)
 }
 
 // A delta must select what its chain selects.

@@ -52,8 +52,10 @@ type RecordStateHeader struct {
 	// Index is the header of the chain's index files (include list,
 	// compression; Index itself is empty).
 	Index IndexHeader `json:"index"`
-	// ChainVersion is the stella version that wrote every bundle of the
-	// chain up to this one, or "" when they differ.
+	// ChainVersion is the record.LinesVersion that wrote every bundle of
+	// the chain up to this one, or "" when they differ or are not known.
+	// (States of stella before lines versions hold a binary version here,
+	// which matches no lines version: their next delta parses everything.)
 	ChainVersion string `json:"chainVersion"`
 	Entries      int64  `json:"entries"`
 	Docs         int64  `json:"docs"`

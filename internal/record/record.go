@@ -14,6 +14,16 @@ import (
 	"github.com/stellaops/stella/internal/statcache"
 )
 
+// LinesVersion names the record lines stella writes: for one LinesVersion
+// the raw and normalised lines of a document are a pure function of its
+// bytes, source and path. It must change whenever parsing, normalising or
+// writing lines changes their bytes (TestLinesVersion, over every fixture,
+// fails until it does). A mirror delta takes a document unchanged since
+// its base as unchanged without parsing it only when every bundle of the
+// chain was written with the same LinesVersion: a stella upgrade that
+// leaves the lines as they were keeps deltas small.
+const LinesVersion = "lines/1"
+
 // Kind is the kind of an evidence document.
 type Kind string
 

@@ -99,12 +99,12 @@ func newAdapter(ac engine.AdapterContext) (engine.Adapter, error) {
 		base = st.base.state
 	}
 	if ac.SideFile != nil {
-		// The state after this bundle, for the next delta of the chain: this
-		// version wrote the whole chain if it wrote the base's.
+		// The state after this bundle, for the next delta of the chain. Its
+		// records are all of this binary's record lines: a full bundle
+		// writes every one; a delta keeps the base's only when the base
+		// state was of the same lines (skip), and re-sends every record it
+		// exports otherwise, so the chain is of one lines version again.
 		h := mirror.RecordStateHeader{RunID: ac.Run.ID, Index: a.header, ChainVersion: st.version}
-		if st.base != nil && !st.base.skip {
-			h.ChainVersion = ""
-		}
 		path, done := ac.SideFile(mirror.RecordStateFile)
 		w, err := mirror.CreateRecordState(path, filepath.Join(st.tmp, "state"), budget, h, base)
 		if err != nil {

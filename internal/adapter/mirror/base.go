@@ -22,6 +22,7 @@ import (
 	"github.com/stellaops/stella/internal/canon"
 	"github.com/stellaops/stella/internal/engine"
 	"github.com/stellaops/stella/internal/mirror"
+	"github.com/stellaops/stella/internal/record"
 	"github.com/stellaops/stella/internal/statcache"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
@@ -35,7 +36,7 @@ type runState struct {
 	validity time.Duration
 	tmp      string
 	budget   int
-	version  string     // of this binary
+	version  string     // record.LinesVersion of this binary
 	base     *baseState // deltas only
 	log      *slog.Logger
 }
@@ -49,9 +50,10 @@ type baseState struct {
 	manifest       *exportapi.Manifest
 	manifestDigest string
 	header         mirror.IndexHeader
-	// skip is set when every bundle of the chain was written by this
-	// binary version: then a document with the same source, path and digest
-	// as a base record gives the same record lines and need not be parsed.
+	// skip is set when every bundle of the chain was written with this
+	// binary's record.LinesVersion: then a document with the same source,
+	// path and digest as a base record gives the same record lines and need
+	// not be parsed.
 	skip  bool
 	state *mirror.RecordState
 	// seen marks the entries whose documents were found unchanged.
@@ -118,7 +120,7 @@ func begin(ctx context.Context, bc engine.BeginContext) (any, error) {
 		return nil, err
 	}
 	st := &runState{variant: bc.Profile.Spec.Variant, sequence: Sequence(bc.Run), validity: v,
-		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget, version: bc.Version, log: bc.Log}
+		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget, version: record.LinesVersion, log: bc.Log}
 	if st.sequence <= 0 {
 		return nil, xerr.New(xerr.Internal, "mirror run %s has no sequence (submitted by an older stella?)", bc.Run.ID).
 			WithHint("submit the run again")
@@ -186,7 +188,7 @@ func loadBase(ctx context.Context, bc engine.BeginContext, tmp string) (*baseSta
 		}
 		h := st.Header()
 		bs = &baseState{runID: baseRun.ID, manifest: m, manifestDigest: digestOf(raw), header: h.Index,
-			skip: h.ChainVersion == bc.Version, state: st}
+			skip: h.ChainVersion == record.LinesVersion, state: st}
 	} else {
 		if err != nil {
 			bc.Log.Warn("mirror.base_state_unreadable", "runId", bc.Run.ID, "base", baseRun.ID, "err", err.Error())
@@ -230,7 +232,10 @@ func rebuildBase(ctx context.Context, bc engine.BeginContext, baseRun exportapi.
 		manifests []*exportapi.Manifest
 		digests   []string
 	)
-	chainVersion := ""
+	// Bundles name the stella version that wrote them, not its record
+	// lines version: a chain written wholly by this binary's version is of
+	// its lines; any other is taken as of unknown lines.
+	sameBinary := true
 	for i, r := range runs {
 		dir := filepath.Join(tmp, fmt.Sprintf("base-%d", i))
 		m, raw, err := readBaseBundle(r, dir)
@@ -246,11 +251,7 @@ func rebuildBase(ctx context.Context, bc engine.BeginContext, baseRun exportapi.
 				return nil, baseMissing("the mirror chain is broken at run %s: its base is not run %s (sequence/baseManifestDigest differ)", r.ID, runs[i-1].ID)
 			}
 		}
-		if i == 0 {
-			chainVersion = m.Version
-		} else if m.Version != chainVersion {
-			chainVersion = ""
-		}
+		sameBinary = sameBinary && m.Version == bc.Version
 		dirs, manifests, digests = append(dirs, dir), append(manifests, m), append(digests, d)
 	}
 	h, err := mirror.ReadHeader(filepath.Join(dirs[0], filepath.FromSlash(mirror.IndexPath("advisories"))))
@@ -270,9 +271,13 @@ func rebuildBase(ctx context.Context, bc engine.BeginContext, baseRun exportapi.
 		cur = out
 	}
 	h.Index = ""
+	chainLines := ""
+	if sameBinary {
+		chainLines = record.LinesVersion
+	}
 	path := filepath.Join(tmp, "base"+mirror.RecordStateFile)
 	w, err := mirror.CreateRecordState(path, filepath.Join(tmp, "base-state"), bc.SortBudget/4,
-		mirror.RecordStateHeader{RunID: baseRun.ID, Index: h, ChainVersion: chainVersion}, nil)
+		mirror.RecordStateHeader{RunID: baseRun.ID, Index: h, ChainVersion: chainLines}, nil)
 	if err != nil {
 		return nil, xerr.Wrap(xerr.Internal, err, "mirror base state")
 	}
@@ -301,7 +306,7 @@ func rebuildBase(ctx context.Context, bc engine.BeginContext, baseRun exportapi.
 	}
 	last := len(runs) - 1
 	return &baseState{runID: baseRun.ID, manifest: manifests[last], manifestDigest: digests[last], header: h,
-		skip: chainVersion == bc.Version, state: st}, nil
+		skip: sameBinary, state: st}, nil
 }
 
 func removedSet(dir string) (map[string]bool, error) {
