@@ -14,30 +14,80 @@ import (
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/engine"
 	"github.com/stellaops/stella/internal/record"
-	"github.com/stellaops/stella/pkg/exportapi"
 )
 
-// linesGolden holds one line per record.LinesVersion ever released: the
-// version and the sha256 of the record lines a json:raw export of every
-// fixture writes with it.
+// linesGolden holds, for each record.LinesVersion ever released, the
+// sha256 of the record lines a json:raw export of each fixture folder
+// writes with it: "<version> <folder> <sha256>".
 const linesGolden = "testdata/lines.golden"
 
 // TestLinesVersion keeps record.LinesVersion honest: mirror deltas skip
 // unchanged documents across stella versions that share it, which is
-// right only if the record lines are the same. When parsing, normalising
-// or writing lines changes their bytes, this test fails until
-// record.LinesVersion is given a new value and a line for it is added to
-// testdata/lines.golden (the old lines stay: a version is never reused).
+// right only if their record lines are the same. When parsing,
+// normalising or writing lines changes the lines of a fixture folder,
+// this test fails until record.LinesVersion is given a new value and the
+// folders' lines for it are added to testdata/lines.golden (old lines
+// stay: a version is never reused). A new fixture folder only needs its
+// line added under the current version.
 func TestLinesVersion(t *testing.T) {
-	e := newEngine(t, nil)
-	var srcs []exportapi.SourceSpec
-	for _, kind := range []string{"osv", "vex", "sbom", "csaf"} {
-		srcs = append(srcs, exportapi.SourceSpec{Name: kind, Path: evidence(t, kind)})
+	dirs, err := filepath.Glob(filepath.Join(evidence(t, "."), "*", "*"))
+	if err != nil || len(dirs) < 10 {
+		t.Fatalf("fixture folders: %v %v", dirs, err)
 	}
-	run := runOK(t, e, engine.SubmitRequest{Profile: "json:raw", Sources: srcs, SkipInvalid: true})
+	golden, err := os.ReadFile(filepath.FromSlash(linesGolden))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{} // folder -> sha256, of the current version
+	versions := map[string]bool{}
+	for _, l := range strings.Split(string(golden), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		versions[f[0]] = true
+		if f[0] == record.LinesVersion {
+			if _, dup := want[f[1]]; dup {
+				t.Fatalf("%s: %s %s is listed twice", linesGolden, f[0], f[1])
+			}
+			want[f[1]] = f[2]
+		}
+	}
+	if !versions[record.LinesVersion] {
+		t.Logf("%s has no lines for %s yet", linesGolden, record.LinesVersion)
+	}
+	e := newEngine(t, nil)
+	var add []string
+	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			continue
+		}
+		rel, _ := filepath.Rel(evidence(t, "."), dir)
+		rel = filepath.ToSlash(rel)
+		sum := linesOf(t, e, dir)
+		w, ok := want[rel]
+		switch {
+		case !ok:
+			add = append(add, record.LinesVersion+" "+rel+" "+sum)
+		case w != sum:
+			t.Errorf("the record lines of %s changed (sha256 %s, %s says %s for %s): give record.LinesVersion a new value "+
+				"and add the lines of every folder for it to %s, so that mirror deltas across the change parse every document again",
+				rel, sum, linesGolden, w, record.LinesVersion, linesGolden)
+		}
+	}
+	if len(add) > 0 {
+		t.Errorf("%s has no line for these fixture folders; add:\n%s", linesGolden, strings.Join(add, "\n"))
+	}
+}
+
+// linesOf is the sha256 of the data files (decompressed, by name) of a
+// json:raw export of dir.
+func linesOf(t *testing.T, e *engine.Engine, dir string) string {
+	t.Helper()
+	run := runOK(t, e, engine.SubmitRequest{Profile: "json:raw", Sources: src("f", dir), SkipInvalid: true, AllowEmpty: true})
 	h := sha256.New()
+	files := map[string][]byte{}
 	var names []string
-	lines := map[string][]byte{}
 	err := bundle.Walk(bundleOf(t, run).Path, bundle.ReadLimits{}, func(rel string, size int64, r io.Reader) error {
 		if !strings.HasPrefix(rel, "data/") {
 			return nil
@@ -52,46 +102,16 @@ func TestLinesVersion(t *testing.T) {
 			return err
 		}
 		names = append(names, rel)
-		lines[rel] = b
+		files[rel] = b
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(names) < 3 {
-		t.Fatalf("only %d data files: %v", len(names), names)
-	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(h, "%s %d\n", n, len(lines[n]))
-		h.Write(lines[n])
+		fmt.Fprintf(h, "%s %d\n", n, len(files[n]))
+		h.Write(files[n])
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	golden, err := os.ReadFile(filepath.FromSlash(linesGolden))
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]string{}
-	for _, l := range strings.Split(strings.TrimSpace(string(golden)), "\n") {
-		f := strings.Fields(l)
-		if len(f) != 2 || strings.HasPrefix(l, "#") {
-			continue
-		}
-		if _, dup := seen[f[0]]; dup {
-			t.Fatalf("%s: %s is listed twice; a lines version is never reused", linesGolden, f[0])
-		}
-		seen[f[0]] = f[1]
-		if f[1] == sum && f[0] != record.LinesVersion {
-			t.Fatalf("the record lines are those of %s, but record.LinesVersion is %s", f[0], record.LinesVersion)
-		}
-	}
-	want, ok := seen[record.LinesVersion]
-	switch {
-	case !ok:
-		t.Fatalf("%s has no line for %s: add %q", linesGolden, record.LinesVersion, record.LinesVersion+" "+sum)
-	case want != sum:
-		t.Fatalf("the record lines changed (sha256 %s, %s says %s for %s): give record.LinesVersion a new value "+
-			"and add a line for it to %s, so that mirror deltas across the change parse every document again",
-			sum, linesGolden, want, record.LinesVersion, linesGolden)
-	}
+	return hex.EncodeToString(h.Sum(nil))
 }
