@@ -150,8 +150,12 @@ func (w *walker) walkRawFile(p string) error {
 				WithHint("verify the mirror (`stella export mirror verify`) or apply it again")
 		}
 		var rl rawLine
-		raw, ok := fastRawLine(line, &rl)
-		if !ok || !fastDecode {
+		var raw []byte
+		ok := false
+		if fastDecode {
+			raw, ok = fastRawLine(line, &rl)
+		}
+		if !ok {
 			rl = rawLine{}
 			if jerr := json.Unmarshal(line, &rl); jerr != nil {
 				return w.sourceErr("mirror file %s line %d is not a raw record line: %v", name, n, jerr)

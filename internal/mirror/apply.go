@@ -403,13 +403,13 @@ func stageBundle(ctx context.Context, p, dir string, opt ApplyOptions) (*staged,
 		if ctx.Err() != nil { // interrupted, not a bad bundle
 			return nil, context.Cause(ctx)
 		}
-		if os.IsNotExist(err) && !errors.As(err, new(targetWriteError)) {
-			return nil, xerr.New(xerr.InvalidInput, "%s: no such bundle", p)
-		}
 		var we targetWriteError
 		if errors.As(err, &we) { // the target's disk, not the bundle
 			return nil, xerr.Wrap(xerr.Internal, we.err, "%s: cannot stage it beside the target", filepath.Base(p)).
 				WithHint(targetWriteHint)
+		}
+		if os.IsNotExist(err) {
+			return nil, xerr.New(xerr.InvalidInput, "%s: no such bundle", p)
 		}
 		return nil, xerr.New(xerr.Verify, "%s: %v", filepath.Base(p), err).
 			WithHint("the bundle is damaged, truncated or unsafe; fetch it again and check it with `stella export mirror verify`")

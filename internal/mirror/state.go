@@ -522,7 +522,7 @@ func (s *RecordState) Close() error {
 // writeBlob writes the entries' bytes [start, end) to w. They are read
 // from the file, not through the mapping: on the virtual machines these
 // runs use, faulting in the pages of a mapping costs more than copying
-// the bytes (see mmapfile.MapPathSum), and a delta copies nearly all of
+// the bytes (see mmapfile.MapSum), and a delta copies nearly all of
 // its base's entries.
 func (s *RecordState) writeBlob(w *bufio.Writer, start, end uint64) error {
 	if s.file == nil {

@@ -148,8 +148,8 @@ func As(err error) *Error {
 }
 
 const noSpaceHint = "the file system of the path above is full (or its quota reached): free space there, " +
-	"or give the data directory (--data-dir) or the target a larger one; a build's external sort needs about " +
-	"4 KB per record in runs/<runId>/.work while the disk has 10 GiB free, a third of that below"
+	"or give the data directory (--data-dir) or the target a larger one; a build's external sort spills about " +
+	"1.5 KB per record to runs/<runId>/.work on a disk with less than 10 GiB free (4 KB above that)"
 
 func noSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)

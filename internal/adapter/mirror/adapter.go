@@ -16,6 +16,7 @@ import (
 	"github.com/stellaops/stella/internal/engine"
 	"github.com/stellaops/stella/internal/extsort"
 	"github.com/stellaops/stella/internal/mirror"
+	"github.com/stellaops/stella/internal/record"
 	"github.com/stellaops/stella/internal/xerr"
 	"github.com/stellaops/stella/pkg/exportapi"
 )
@@ -104,7 +105,7 @@ func newAdapter(ac engine.AdapterContext) (engine.Adapter, error) {
 		// writes every one; a delta keeps the base's only when the base
 		// state was of the same lines (skip), and re-sends every record it
 		// exports otherwise, so the chain is of one lines version again.
-		h := mirror.RecordStateHeader{RunID: ac.Run.ID, Index: a.header, ChainVersion: st.version}
+		h := mirror.RecordStateHeader{RunID: ac.Run.ID, Index: a.header, ChainVersion: record.LinesVersion}
 		path, done := ac.SideFile(mirror.RecordStateFile)
 		w, err := mirror.CreateRecordState(path, filepath.Join(st.tmp, "state"), budget, h, base)
 		if err != nil {

@@ -36,7 +36,6 @@ type runState struct {
 	validity time.Duration
 	tmp      string
 	budget   int
-	version  string     // record.LinesVersion of this binary
 	base     *baseState // deltas only
 	log      *slog.Logger
 }
@@ -120,7 +119,7 @@ func begin(ctx context.Context, bc engine.BeginContext) (any, error) {
 		return nil, err
 	}
 	st := &runState{variant: bc.Profile.Spec.Variant, sequence: Sequence(bc.Run), validity: v,
-		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget, version: record.LinesVersion, log: bc.Log}
+		tmp: filepath.Join(bc.TempDir, "mirror"), budget: bc.SortBudget, log: bc.Log}
 	if st.sequence <= 0 {
 		return nil, xerr.New(xerr.Internal, "mirror run %s has no sequence (submitted by an older stella?)", bc.Run.ID).
 			WithHint("submit the run again")
