@@ -81,6 +81,9 @@ func runSubmit(ctx context.Context, f *Factory, o *SubmitOptions) error {
 	if err != nil {
 		return err
 	}
+	// Runs of processes that died are failed and their scratch removed
+	// here too: a nightly job may never list or show its runs.
+	eng.Recover(ctx)
 	if !o.Watch {
 		fmt.Fprintf(f.IO.ErrOut, "run %s submitted (%s@%s)\n", run.ID, run.Profile.Name, run.Profile.Revision)
 		final, err := eng.Execute(ctx, run.ID)
@@ -222,7 +225,7 @@ func watchRun(ctx context.Context, f *Factory, eng *engine.Engine, id string) er
 			// A run whose process died never sends its last event: recover it.
 			if time.Since(lastRecover) > 2*time.Second {
 				lastRecover = time.Now()
-				eng.Ledger().Recover(wctx)
+				eng.Recover(wctx)
 			}
 			select {
 			case <-wctx.Done():
@@ -290,7 +293,7 @@ func newRunListCmd(f *Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			eng.Ledger().Recover(ctx)
+			eng.Recover(ctx)
 			flt := runFilter(f.Tenant(), states, prof, limit, cursor)
 			if all {
 				flt.Tenant = ""
@@ -338,7 +341,7 @@ func newRunShowCmd(f *Factory) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			eng.Ledger().Recover(ctx)
+			eng.Recover(ctx)
 			run, err := eng.Ledger().Run(ctx, a[0])
 			if err != nil {
 				return err

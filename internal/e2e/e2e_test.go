@@ -245,6 +245,12 @@ func TestKillMidRun(t *testing.T) {
 	if len(complete) != 0 {
 		t.Fatalf("a killed run left a complete-looking bundle: %v", complete)
 	}
+	// Its scratch (sort runs, staged files) went when it was found dead,
+	// and with it the folder.
+	if _, err := os.Stat(filepath.Join(e.data, "runs", runID)); !os.IsNotExist(err) {
+		left, _ := filepath.Glob(filepath.Join(e.data, "runs", runID, "*"))
+		t.Fatalf("a killed run's folder is still there (%v): %v", err, left)
+	}
 	// Its event log ends with run.failed, seqs contiguous.
 	out, _, _ = e.run("run", "show", runID, "--events")
 	var shown struct{ Events []exportapi.Event }

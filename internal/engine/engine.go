@@ -310,10 +310,36 @@ func names(s []exportapi.SourceSpec) string {
 	return strings.Join(n, ", ")
 }
 
+// Recover marks the runs whose process is gone (killed, crashed) failed,
+// as the ledger's Recover does, and removes what each left in its folder:
+// its scratch (the sort's run files and staged bundle files, hundreds of
+// megabytes for a large run), a partly written bundle or side file, and
+// the folder itself once it is empty. Nothing a finished run wrote is
+// touched: those files have their final names.
+func (e *Engine) Recover(ctx context.Context) ([]exportapi.Run, error) {
+	runs, err := e.led.Recover(ctx)
+	for _, r := range runs {
+		e.removeLeftovers(r.ID)
+	}
+	return runs, err
+}
+
+// removeLeftovers removes the unfinished files of a run that died.
+func (e *Engine) removeLeftovers(id string) {
+	dir := e.RunDir(id)
+	os.RemoveAll(filepath.Join(dir, ".work"))
+	os.RemoveAll(filepath.Join(dir, ".distribute"))
+	partial, _ := filepath.Glob(filepath.Join(dir, "*.partial"))
+	for _, p := range partial {
+		os.Remove(p)
+	}
+	os.Remove(dir) // only when empty
+}
+
 // Cancel asks a run to stop. A pending run, or one whose process is gone, is
 // cancelled at once; a running one stops at its next progress step.
 func (e *Engine) Cancel(ctx context.Context, id string) (exportapi.Run, error) {
-	if _, err := e.led.Recover(ctx); err != nil {
+	if _, err := e.Recover(ctx); err != nil {
 		return exportapi.Run{}, err
 	}
 	var immediate bool

@@ -120,6 +120,10 @@ func (e *Engine) Execute(ctx context.Context, id string) (exportapi.Run, error) 
 		} else if errors.Is(ctx.Err(), context.Canceled) { // the caller stopped: an interrupt
 			err = interruptedError{context.Cause(ctx)}
 		}
+		// A run that failed before it wrote anything leaves no empty
+		// folder behind (os.Remove takes only an empty one: a bundle kept
+		// after a failed push stays, with its run).
+		os.Remove(e.RunDir(id))
 		final, ferr := e.finishFailed(ctx, id, err)
 		if ferr != nil {
 			return final, ferr
