@@ -330,11 +330,15 @@ func readFence(f *os.File, n int) (*Fence, error) {
 // Search returns the first key (keyAt(i) is the i-th; only its first 16
 // bytes count) that is not before k, or n.
 func (f *Fence) Search(k Key, keyAt func(i int) []byte) int {
-	p := binary.BigEndian.Uint64(k[:8]) >> f.shift
+	// Keys compare as two big-endian words: the same order as
+	// bytes.Compare of the 16 bytes, without its call per step.
+	k0, k1 := binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:16])
+	p := k0 >> f.shift
 	lo, hi := int(f.start[p]), int(f.start[p+1])
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if bytes.Compare(keyAt(m)[:16], k[:]) < 0 {
+		km := keyAt(m)[:16]
+		if m0 := binary.BigEndian.Uint64(km[:8]); m0 < k0 || (m0 == k0 && binary.BigEndian.Uint64(km[8:]) < k1) {
 			lo = m + 1
 		} else {
 			hi = m
