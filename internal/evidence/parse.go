@@ -164,7 +164,7 @@ func (d *docCtx) parseObject(js []byte) (*record.Parsed, *DocError) {
 		}
 		return d.osv(&pr.osvDoc)
 	case pr.ID.Set && bool(pr.Sources):
-		return nil, d.fail("not an evidence document: a VEX Hub manifest.json (an index of a package's VEX documents); exclude it, e.g. with the pattern **/manifest.json")
+		return nil, d.fail("not an evidence document: a VEX Hub manifest.json (an index of a package's VEX documents); exclude it: Exclude: [\"**/manifest.json\"] on the source in the config file (ExportCenter.Sources[].Exclude)")
 	case bool(pr.Feed || pr.Service || pr.Categories):
 		return nil, d.fail("not an evidence document: a ROLIE feed, service or category document (an index of CSAF documents)")
 	case bool(pr.Aggregator || pr.CanonicalURL && pr.MetadataVer):
