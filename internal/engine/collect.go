@@ -178,6 +178,38 @@ func key(ns byte, parts ...string) []byte {
 	return b
 }
 
+// appendKey appends to dst the key that key(ns, prefix+first, rest...)
+// builds, without making the key or the joined first part (the sorter
+// copies what it is given: a scratch buffer is enough).
+func appendKey(dst []byte, ns byte, prefix, first string, rest ...string) []byte {
+	dst = append(append(append(dst, ns), prefix...), first...)
+	for _, p := range rest {
+		dst = append(append(dst, 0), p...)
+	}
+	return dst
+}
+
+// appendDataKey appends the key of a data line: stream (prefix+first) 0 id
+// 0 source 0 path 0 seq (appendSeq).
+func appendDataKey(dst []byte, prefix, first, id, source, path string, i int) []byte {
+	dst = appendKey(dst, nsData, prefix, first, id, source, path)
+	return appendSeq(append(dst, 0), i)
+}
+
+// appendSeq appends the sequence number i of a record in its document:
+// eight digits, zero-padded (fmt's %08d).
+func appendSeq(dst []byte, i int) []byte {
+	if i < 0 || i >= 1e8 {
+		return fmt.Appendf(dst, "%08d", i)
+	}
+	var b [8]byte
+	for j := 7; j >= 0; j-- {
+		b[j] = '0' + byte(i%10)
+		i /= 10
+	}
+	return append(dst, b[:]...)
+}
+
 // keyFields splits a key into its NUL-separated fields without copying;
 // the slices alias k. Keys have at most len(f) fields.
 func keyFields(k []byte, f *[5][]byte) int {
@@ -416,21 +448,26 @@ func (e *Engine) handleDoc(j docJob, run exportapi.Run, sel selection, c *collec
 	// Every readable document counts towards its source's digest (with
 	// its key, for this run's document list, when it records one).
 	if c.sorter != nil {
-		v := []byte(doc.Digest)
+		ks := keyScratch.Get().(*pairScratch)
+		defer keyScratch.Put(ks)
+		ks.k = appendKey(ks.k[:0], nsDoc, doc.Source, "", doc.Path)
+		ks.v = ks.v[:0]
 		if c.stats {
-			v = append(ref.Key[:], doc.Digest...)
+			ks.v = append(ks.v, ref.Key[:]...)
 		}
-		if err := c.sorter.Add(key(nsDoc, doc.Source, doc.Path), v); err != nil {
+		ks.v = append(ks.v, doc.Digest...)
+		if err := c.sorter.Add(ks.k, ks.v); err != nil {
 			return err
 		}
-	}
-	if c.stats && doc.HasStat && !statcache.Racy(doc.Stat, c.start) {
-		rec, err := statcache.Record(doc.Stat, doc.Digest)
-		if err != nil {
-			return err
-		}
-		if err := c.sorter.Add(append([]byte{nsStat}, ref.Key[:]...), rec); err != nil {
-			return err
+		if c.stats && doc.HasStat && !statcache.Racy(doc.Stat, c.start) {
+			rec, err := statcache.Record(doc.Stat, doc.Digest)
+			if err != nil {
+				return err
+			}
+			ks.k = append(append(ks.k[:0], nsStat), ref.Key[:]...)
+			if err := c.sorter.Add(ks.k, rec); err != nil {
+				return err
+			}
 		}
 	}
 	if c.skip.skip(ref) {
@@ -477,16 +514,6 @@ func (e *Engine) handleDoc(j docJob, run exportapi.Run, sel selection, c *collec
 	return emit(c.sorter, &c.lines, doc, p)
 }
 
-func modBytes(t time.Time) []byte {
-	var b [8]byte
-	if !t.IsZero() {
-		binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
-	}
-	return b[:]
-}
-
-func seq(i int) string { return fmt.Sprintf("%08d", i) }
-
 // flushCarry writes the carried base entries whose keys sort before upTo
 // (all of them when upTo is nil) into this run's stat cache.
 func (c *collected) flushCarry(upTo []byte) error {
@@ -512,6 +539,11 @@ func (c *collected) flushCarry(upTo []byte) error {
 // scratch buffers for the lines emit builds (the sorter copies them).
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
+// pairScratch holds the key (and a small value) of a pair being built.
+type pairScratch struct{ k, v []byte }
+
+var keyScratch = sync.Pool{New: func() any { return &pairScratch{k: make([]byte, 0, 256), v: make([]byte, 0, 128)} }}
+
 // appendRawLine appends the rawLine of a document, as canon.Fast writes it
 // with Document as a string (a test checks), without reflection or a copy of
 // the document.
@@ -535,11 +567,30 @@ func emit(s *extsort.Sorter, lines *atomic.Int64, doc record.Document, p *record
 			scratch.Put(bp)
 		}
 	}()
+	ks := keyScratch.Get().(*pairScratch)
+	defer keyScratch.Put(ks)
 	add := func(k []byte, v []byte) error {
 		if k[0] == nsData {
 			lines.Add(1)
 		}
 		return s.Add(k, v)
+	}
+	// idKey is the key of a record's id pair (kind 0 id 0 source 0 path),
+	// dataKey that of one of its lines; both reuse ks.k.
+	idKey := func(kind, id string) []byte {
+		ks.k = appendKey(ks.k[:0], nsID, kind, "", id, doc.Source, doc.Path)
+		return ks.k
+	}
+	dataKey := func(prefix, first, id string, i int) []byte {
+		ks.k = appendDataKey(ks.k[:0], prefix, first, id, doc.Source, doc.Path, i)
+		return ks.k
+	}
+	mod := func(t time.Time) []byte {
+		ks.v = append(ks.v[:0], make([]byte, 8)...)
+		if !t.IsZero() {
+			binary.BigEndian.PutUint64(ks.v, uint64(t.UnixNano()))
+		}
+		return ks.v
 	}
 	contentType := "application/json"
 	if strings.HasSuffix(p.Format, "yaml") {
@@ -552,44 +603,44 @@ func emit(s *extsort.Sorter, lines *atomic.Int64, doc record.Document, p *record
 	}
 	switch p.Kind {
 	case record.KindAdvisory:
-		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
+		if err := add(idKey(string(p.Kind), p.ID), mod(p.Modified)); err != nil {
 			return err
 		}
-		if err := add(key(nsData, "raw/advisories/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), raw()); err != nil {
+		if err := add(dataKey("raw/advisories/", doc.Source, p.ID, 0), raw()); err != nil {
 			return err
 		}
 		*bp = canon.AppendAdvisory((*bp)[:0], p.Advisory)
-		return add(key(nsData, "normalized/advisories/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), *bp)
+		return add(dataKey("normalized/advisories/", doc.Source, p.ID, 0), *bp)
 	case record.KindVEX:
-		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
+		if err := add(idKey(string(p.Kind), p.ID), mod(p.Modified)); err != nil {
 			return err
 		}
-		if err := add(key(nsData, "raw/vex/"+doc.Source, p.ID, doc.Source, doc.Path, seq(0)), raw()); err != nil {
+		if err := add(dataKey("raw/vex/", doc.Source, p.ID, 0), raw()); err != nil {
 			return err
 		}
 		for i := range p.Statements {
 			*bp = canon.AppendVEXStatement((*bp)[:0], &p.Statements[i])
-			if err := add(key(nsData, "normalized/vex/"+doc.Source, p.Statements[i].ID, doc.Source, doc.Path, seq(i)), *bp); err != nil {
+			if err := add(dataKey("normalized/vex/", doc.Source, p.Statements[i].ID, i), *bp); err != nil {
 				return err
 			}
 		}
 		return nil
 	case record.KindSBOM:
-		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
+		if err := add(idKey(string(p.Kind), p.ID), mod(p.Modified)); err != nil {
 			return err
 		}
-		return add(key(nsData, "raw/sboms/"+sbomFolder(p.Subject, doc.Digest), p.ID, doc.Source, doc.Path, seq(0)), doc.Raw)
+		return add(dataKey("raw/sboms/", sbomFolder(p.Subject, doc.Digest), p.ID, 0), doc.Raw)
 	case record.KindPolicy:
-		if err := add(key(nsID, string(p.Kind), p.ID, doc.Source, doc.Path), modBytes(p.Modified)); err != nil {
+		if err := add(idKey(string(p.Kind), p.ID), mod(p.Modified)); err != nil {
 			return err
 		}
-		return add(key(nsData, "policy/snapshot", p.ID, doc.Source, doc.Path, seq(0)), doc.Raw)
+		return add(dataKey("policy/snapshot", "", p.ID, 0), doc.Raw)
 	case record.KindFindings:
 		for i, l := range p.Lines {
-			if err := add(key(nsID, string(p.Kind), l.ID, doc.Source, doc.Path), modBytes(time.Time{})); err != nil {
+			if err := add(idKey(string(p.Kind), l.ID), mod(time.Time{})); err != nil {
 				return err
 			}
-			if err := add(key(nsData, "policy/evaluations", l.ID, doc.Source, doc.Path, seq(i)), l.Raw); err != nil {
+			if err := add(dataKey("policy/evaluations", "", l.ID, i), l.Raw); err != nil {
 				return err
 			}
 		}

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -85,5 +88,32 @@ func TestMergeFinishesAdapterAfterData(t *testing.T) {
 	c := &collected{sorter: sortedPairs(t, 50), counts: map[string]int64{}}
 	if _, err := e.merge(context.Background(), exportapi.Run{}, spec, c, ad, nil); !errors.Is(err, boom) {
 		t.Errorf("a failing Finish: merge returned %v, want its error", err)
+	}
+}
+
+func modBytes(t time.Time) []byte {
+	var b [8]byte
+	if !t.IsZero() {
+		binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
+	}
+	return b[:]
+}
+
+func seq(i int) string { return fmt.Sprintf("%08d", i) }
+
+// The keys emit builds in a scratch buffer are the keys key() builds.
+func TestAppendKey(t *testing.T) {
+	for _, i := range []int{0, 1, 7, 10, 12345678, 99999999, 100000000, 1234567890} {
+		got := appendDataKey([]byte("junk")[:0], "raw/advisories/", "ghsa", "GHSA-1", "ghsa", "a/b.json", i)
+		want := key(nsData, "raw/advisories/ghsa", "GHSA-1", "ghsa", "a/b.json", seq(i))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("seq %d: appendDataKey = %q, key = %q", i, got, want)
+		}
+	}
+	if got, want := appendKey(nil, nsID, "advisory", "", "GHSA-1", "ghsa", "a.json"), key(nsID, "advisory", "GHSA-1", "ghsa", "a.json"); !bytes.Equal(got, want) {
+		t.Fatalf("appendKey = %q, key = %q", got, want)
+	}
+	if got, want := appendKey(nil, nsDoc, "ghsa", "", "a.json"), key(nsDoc, "ghsa", "a.json"); !bytes.Equal(got, want) {
+		t.Fatalf("appendKey = %q, key = %q", got, want)
 	}
 }
