@@ -69,7 +69,10 @@ type Document struct {
 // Digest returns "sha256:<hex>" of b.
 func Digest(b []byte) string {
 	s := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(s[:])
+	var d [len("sha256:") + 2*sha256.Size]byte // one allocation: the string
+	copy(d[:], "sha256:")
+	hex.Encode(d[len("sha256:"):], s[:])
+	return string(d[:])
 }
 
 // Parsed is what a parser makes of one document.
