@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -269,6 +270,10 @@ func NewOpener(mc *exportapi.ManifestCrypt, exportID string, ids []age.Identity)
 			WithHint("pass --identity <age identity file> holding the secret key of one of the recipients")
 	}
 	o := &Opener{mode: mc.Mode, exportID: exportID, ids: ids}
+	if mc.Mode == ModeAge && !o.mayMatch(mc.Recipients) {
+		// Said once, naming both sides, rather than for every data file.
+		return nil, o.wrongIdentity(mc)
+	}
 	if mc.Mode == ModeAESGCM {
 		if len(mc.Keys) == 0 {
 			return nil, xerr.New(xerr.Verify, "aes-gcm bundle lists no wrapped run keys in export.json encryption.keys")
@@ -304,6 +309,20 @@ func NewOpener(mc *exportapi.ManifestCrypt, exportID string, ids []age.Identity)
 		o.aead = aead
 	}
 	return o, nil
+}
+
+// mayMatch reports whether one of the identities may open a file encrypted
+// to recipients: false only when every identity is an X25519 key and none
+// of their public keys is listed (another kind of identity cannot be
+// compared; the files tell).
+func (o *Opener) mayMatch(recipients []string) bool {
+	for _, id := range o.ids {
+		x, ok := id.(*age.X25519Identity)
+		if !ok || slices.Contains(recipients, x.Recipient().String()) {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *Opener) wrongIdentity(mc *exportapi.ManifestCrypt) error {
