@@ -76,10 +76,18 @@ func New(cfg Config, led ledger.Ledger) *Engine {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
+	if cfg.DataDir != "" {
+		dir, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			dir = cfg.DataDir
+		}
+		led = localLedger{Ledger: led, dataDir: dir}
+	}
 	return &Engine{cfg: cfg, led: led, log: cfg.Logger}
 }
 
-// Ledger is the engine's ledger.
+// Ledger is the engine's ledger (the runs it returns name their artifacts
+// under this engine's data directory: see localLedger).
 func (e *Engine) Ledger() ledger.Ledger { return e.led }
 
 // Config returns the engine's configuration.
