@@ -96,6 +96,11 @@ func Apply(ctx context.Context, opt ApplyOptions) (res *ApplyResult, err error) 
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return nil, xerr.Wrap(xerr.InvalidInput, err, "--target %s", target)
 	}
+	// A folder of unrelated files is refused before the lock file would be
+	// put in it (and checked again under the lock).
+	if err := checkTargetDir(target); err != nil {
+		return nil, err
+	}
 	lock, err := lockTarget(filepath.Join(target, lockFile))
 	if errors.Is(err, errLocked) {
 		return nil, xerr.New(xerr.InvalidInput, "another apply is running on %s", target).WithHint("wait for it to finish, then retry")

@@ -277,6 +277,24 @@ func TestApplyIdempotentAndRollback(t *testing.T) {
 	sameAsFull(t, two, f.full1)
 }
 
+// A folder of unrelated files is not a target: apply refuses it, naming a
+// file, and leaves it exactly as it was (no lock file either).
+func TestApplyRefusesForeignFolder(t *testing.T) {
+	f := getFixture(t)
+	target := filepath.Join(t.TempDir(), "notes")
+	os.MkdirAll(filepath.Join(target, "sub"), 0o755)
+	os.WriteFile(filepath.Join(target, "important.txt"), []byte("keep me"), 0o644)
+	before := treeDigests(t, target)
+	_, err := applyLog(t, target, mirror.ApplyOptions{}, f.full0)
+	if !xerr.Is(err, xerr.InvalidInput) || !strings.Contains(err.Error(), "not a stella mirror target") {
+		t.Fatalf("apply into a folder of other files: %v", err)
+	}
+	sameTree(t, before, treeDigests(t, target))
+	if ents, _ := os.ReadDir(target); len(ents) != 2 {
+		t.Fatalf("the folder holds %d entries after the refusal, want its 2", len(ents))
+	}
+}
+
 // Every tamper case fails apply and leaves the target untouched.
 func TestTamperCases(t *testing.T) {
 	f := getFixture(t)
