@@ -81,9 +81,6 @@ func runSubmit(ctx context.Context, f *Factory, o *SubmitOptions) error {
 	if err != nil {
 		return err
 	}
-	// Runs of processes that died are failed and their scratch removed
-	// here too: a nightly job may never list or show its runs.
-	eng.Recover(ctx)
 	if !o.Watch {
 		fmt.Fprintf(f.IO.ErrOut, "run %s submitted (%s@%s)\n", run.ID, run.Profile.Name, run.Profile.Revision)
 		final, err := eng.Execute(ctx, run.ID)

@@ -138,6 +138,11 @@ func NewRunID(now time.Time) string {
 // Submit validates a request and records a pending run. Run parameters never
 // change after this.
 func (e *Engine) Submit(ctx context.Context, req SubmitRequest) (exportapi.Run, error) {
+	// Runs whose process died are failed first (and their scratch
+	// removed): a nightly job may never list or show its runs, and a dead
+	// mirror run would otherwise hold its chain (see the mirror adapter's
+	// prepare).
+	e.Recover(ctx)
 	run, err := e.prepare(ctx, req)
 	if err != nil {
 		return run, err

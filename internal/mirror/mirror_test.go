@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	mirroradapter "github.com/stellaops/stella/internal/adapter/mirror"
 	"github.com/stellaops/stella/internal/bundle"
 	"github.com/stellaops/stella/internal/engine"
 	"github.com/stellaops/stella/internal/mirror"
@@ -205,6 +206,49 @@ func TestDeltaBaseMissing(t *testing.T) {
 	}
 	if _, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:delta", BaseRunID: "nope", Sources: sources(f.t1)}); !xerr.Is(err, xerr.BaseMissing) {
 		t.Fatalf("unknown --base: got %v", err)
+	}
+}
+
+// A second run of a chain while one is pending or running would take the
+// same sequence and fork the chain: it is refused, naming the live run,
+// until that one has ended. Other runs are not held.
+func TestChainOneRunAtATime(t *testing.T) {
+	f := getFixture(t)
+	e, err := newEngine(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:full", Sources: sources(f.t0), SkipInvalid: true}); err != nil {
+		t.Fatal(err)
+	}
+	delta := engine.SubmitRequest{Tenant: "acme", Profile: "mirror:delta", Sources: sources(f.t1), SkipInvalid: true}
+	live, err := e.Submit(ctx, delta) // submitted, not started
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, profile := range []string{"mirror:delta", "mirror:full"} {
+		req := delta
+		req.Profile = profile
+		_, err := e.Submit(ctx, req)
+		if !xerr.Is(err, xerr.InvalidInput) || !strings.Contains(err.Error(), live.ID) || !strings.Contains(err.Error(), "fork") ||
+			!strings.Contains(xerr.As(err).Hint, "run cancel "+live.ID) {
+			t.Fatalf("%s while %s is pending: %v (hint %q)", profile, live.ID, err, xerr.As(err).Hint)
+		}
+	}
+	if _, err := runEngine(e, engine.SubmitRequest{Profile: "json:raw", Sources: sources(f.t1), SkipInvalid: true}); err != nil {
+		t.Fatalf("a json run while the chain is busy: %v", err)
+	}
+	if _, err := runEngine(e, engine.SubmitRequest{Tenant: "other", Profile: "mirror:full", Sources: sources(f.t0), SkipInvalid: true}); err != nil {
+		t.Fatalf("another tenant's chain: %v", err)
+	}
+	done, err := e.Execute(ctx, live.ID)
+	if err != nil || done.State != exportapi.StateSucceeded {
+		t.Fatalf("the pending delta: %v %s", err, done.State)
+	}
+	next, err := runEngine(e, delta)
+	if err != nil || mirroradapter.Sequence(next) != 3 {
+		t.Fatalf("the next delta after it: %v (sequence %s)", err, next.Extra["mirror.sequence"])
 	}
 }
 

@@ -102,6 +102,20 @@ func prepare(ctx context.Context, pc engine.PrepareContext) error {
 		}
 	}
 	chain := ChainName(p)
+	// A second run of the chain while one is pending or running would take
+	// the same sequence (a full after the same predecessor, a delta on the
+	// same base) and fork the chain: a receiver that applied one of the two
+	// could not apply the next delta built on the other.
+	if live, err := liveInChain(ctx, pc.Ledger, run.Tenant, chain); err != nil {
+		return err
+	} else if live != nil {
+		e := xerr.New(xerr.InvalidInput, "mirror run %s of chain %q (tenant %q) is %s; a second run of the chain now would take the same sequence and fork the chain",
+			live.ID, chain, run.Tenant, live.State)
+		if live.State == exportapi.StateRunning || live.Owner != "" {
+			return e.WithHint("wait for it to finish (`stella export run watch %s`), then submit again", live.ID)
+		}
+		return e.WithHint("it was submitted but never started: cancel it (`stella export run cancel %s`) and submit again", live.ID)
+	}
 	if run.Extra == nil {
 		run.Extra = map[string]string{}
 	}
@@ -178,6 +192,26 @@ func checkBase(r exportapi.Run, tenant, chain string) error {
 		return baseMissing("run %s records no mirror sequence (made by an older stella)", r.ID)
 	}
 	return nil
+}
+
+// liveInChain is a pending or running mirror run of a tenant's chain, or nil.
+func liveInChain(ctx context.Context, led ledger.Ledger, tenant, chain string) (*exportapi.Run, error) {
+	f := ledger.RunFilter{Tenant: tenant, States: []exportapi.RunState{exportapi.StatePending, exportapi.StateRunning}, Limit: 200}
+	for {
+		runs, next, err := led.Runs(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for i := range runs {
+			if r := runs[i]; r.Profile.Kind == "mirror" && r.Extra[ExtraChain] == chain {
+				return &r, nil
+			}
+		}
+		if next == "" {
+			return nil, nil
+		}
+		f.Cursor = next
+	}
 }
 
 // newestInChain is the newest succeeded mirror run of a tenant's chain, or nil.
