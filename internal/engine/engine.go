@@ -143,6 +143,13 @@ func (e *Engine) Submit(ctx context.Context, req SubmitRequest) (exportapi.Run, 
 	// mirror run would otherwise hold its chain (see the mirror adapter's
 	// prepare).
 	e.Recover(ctx)
+	// What prepare decides from the runs it sees (a mirror run's sequence,
+	// the one live run of its chain) holds until the run is created.
+	release, err := e.led.LockSubmissions(ctx)
+	if err != nil {
+		return exportapi.Run{}, err
+	}
+	defer release()
 	run, err := e.prepare(ctx, req)
 	if err != nil {
 		return run, err

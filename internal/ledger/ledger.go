@@ -62,6 +62,11 @@ type Ledger interface {
 	// run.failed event. It returns the runs it changed. Runs never leased
 	// (pending, waiting for a worker) are left alone.
 	Recover(ctx context.Context) ([]exportapi.Run, error)
+	// LockSubmissions serialises submissions across every process sharing
+	// the ledger: what a submission decides from the runs it sees (a mirror
+	// run's sequence, the one live run of a chain) holds until it has
+	// created its run and calls release. It waits for another holder.
+	LockSubmissions(ctx context.Context) (release func(), err error)
 
 	Close() error
 }

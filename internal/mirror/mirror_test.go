@@ -252,6 +252,45 @@ func TestChainOneRunAtATime(t *testing.T) {
 	}
 }
 
+// Submissions at the same moment from several processes (engines on one
+// data directory) make one run of a chain, not several with one sequence.
+func TestChainSimultaneousSubmissions(t *testing.T) {
+	f := getFixture(t)
+	dir := filepath.Join(t.TempDir(), "d")
+	const n = 4
+	var engines [n]*engine.Engine
+	for i := range engines {
+		e, err := newEngine(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		engines[i] = e
+	}
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	for _, e := range engines {
+		go func() {
+			<-start
+			_, err := e.Submit(context.Background(), engine.SubmitRequest{Tenant: "acme", Profile: "mirror:full", Sources: sources(f.t0), SkipInvalid: true})
+			errs <- err
+		}()
+	}
+	close(start)
+	made := 0
+	for range engines {
+		err := <-errs
+		switch {
+		case err == nil:
+			made++
+		case !strings.Contains(err.Error(), "fork"):
+			t.Fatalf("a refused submission: %v", err)
+		}
+	}
+	if made != 1 {
+		t.Fatalf("%d runs of the chain were submitted at once, want 1", made)
+	}
+}
+
 // Sequence comes from the chain: a full after a delta continues it.
 func TestSequence(t *testing.T) {
 	f := getFixture(t)

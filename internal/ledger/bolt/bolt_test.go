@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -461,5 +462,40 @@ func TestClosed(t *testing.T) {
 	ok(t, l.Close())
 	if err := l.CreateRun(context.Background(), newRun("r1")); err == nil {
 		t.Fatal("CreateRun on a closed ledger succeeded")
+	}
+}
+
+// Submissions are serialised across ledger handles (processes): a second
+// LockSubmissions waits for the first to be released, and one that cannot
+// wait long enough fails as busy.
+func TestLockSubmissions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	a := openAt(t, path, bolt.Options{})
+	b := openAt(t, path, bolt.Options{})
+	impatient := openAt(t, path, bolt.Options{LockWait: 50 * time.Millisecond})
+	ctx := context.Background()
+	release, err := a.LockSubmissions(ctx)
+	ok(t, err)
+	if _, err := impatient.LockSubmissions(ctx); !xerr.Is(err, xerr.Internal) || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("a second holder that cannot wait: %v", err)
+	}
+	var held atomic.Bool
+	held.Store(true)
+	got := make(chan bool, 1)
+	go func() {
+		r, err := b.LockSubmissions(ctx)
+		if err != nil {
+			t.Error(err)
+			got <- false
+			return
+		}
+		got <- held.Load() // false: it got the lock only after the release
+		r()
+	}()
+	time.Sleep(100 * time.Millisecond) // time for b to take the lock if it could
+	held.Store(false)
+	release()
+	if early := <-got; early {
+		t.Fatal("a second LockSubmissions got the lock while the first was held")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"go.etcd.io/bbolt"
@@ -203,4 +204,14 @@ func (l *Ledger) recoverRun(ctx context.Context, id string) (exportapi.Run, bool
 	}
 	l.tidyLog(id, failed, finished)
 	return out, failed, internal(err, "recover run %s", id)
+}
+
+// LockSubmissions takes <ledger>.d/submit.lock, waiting for another holder
+// up to the ledger's lock wait.
+func (l *Ledger) LockSubmissions(ctx context.Context) (func(), error) {
+	f, err := lockFile(ctx, filepath.Join(l.dir, "submit.lock"), l.deadline(ctx), true)
+	if err != nil {
+		return nil, l.lockErr(ctx, err, "submissions")
+	}
+	return func() { f.Close() }, nil
 }
