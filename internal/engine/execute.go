@@ -265,7 +265,7 @@ func (e *Engine) build(ctx context.Context, run exportapi.Run, progress progress
 	defer stage.Remove()
 	codec := bundle.Codec(prof.Spec.Compression.Codec)
 	ac := AdapterContext{Ctx: ctx, Stage: stage, Run: run, Profile: prof, Codec: codec, Level: prof.Spec.Compression.Level, SourceDateEpoch: e.cfg.SourceDateEpoch, State: state,
-		SideFile: side.file}
+		Now: e.cfg.Now, SideFile: side.file}
 	factory := NewJSONLayout
 	if f, ok := adapters[prof.Spec.Kind+":"+prof.Spec.Variant]; ok {
 		factory = f

@@ -55,6 +55,8 @@ type AdapterContext struct {
 	// SourceDateEpoch is SOURCE_DATE_EPOCH when set (nil otherwise): adapters
 	// that stamp a time into their output use it before the evidence's dates.
 	SourceDateEpoch *time.Time
+	// Now is the engine's clock (for checks, never for bundle bytes).
+	Now func() time.Time
 	// SideFile returns where the adapter writes a file of the run that is
 	// not part of the bundle but kept beside it in the run's directory (a
 	// cache for the next run, like the mirror state), and the function to

@@ -428,11 +428,17 @@ func stageBundle(ctx context.Context, p, dir string, opt ApplyOptions) (*staged,
 	}
 	if !rep.OK {
 		var fails []string
+		expiredOnly := true
 		for _, c := range rep.Failed() {
 			fails = append(fails, c.Name+": "+c.Detail)
+			expiredOnly = expiredOnly && c.Name == "expiry"
 		}
-		return nil, xerr.New(xerr.Verify, "%s failed verification: %s", filepath.Base(p), strings.Join(fails, "; ")).
-			WithHint("the bundle is damaged, tampered with or expired; fetch a good copy (`stella export mirror verify` shows every check)")
+		e := xerr.New(xerr.Verify, "%s failed verification: %s", filepath.Base(p), strings.Join(fails, "; "))
+		if expiredOnly {
+			// Another copy of an expired bundle is expired too.
+			return nil, e.WithHint("the bundle is intact but past its expiry: export a fresh one on the connected side (a feed that has not changed for longer than the validity needs SOURCE_DATE_EPOCH at export; see docs/mirror.md, Sequence and expiry)")
+		}
+		return nil, e.WithHint("the bundle is damaged, tampered with or expired; fetch a good copy (`stella export mirror verify` shows every check)")
 	}
 	m := rep.Manifest
 	b := &staged{src: p, dir: dir, m: m, digest: digestBytes(rep.Meta["export.json"])}

@@ -37,6 +37,13 @@ var sourceNames = []string{"alma", "ctrliq", "drupal", "pypa", "policy", "sbom",
 // generatedAt (2026-05-29), before their expiry (30 days later).
 var now = func() time.Time { return time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC) }
 
+// fixtureDate is the newest modified date of testdata/mirror (t1), given to
+// the builds as SOURCE_DATE_EPOCH: dated by their evidence alone, bundles
+// built today from these months-old snapshots would be expired before they
+// are built, which a build without SOURCE_DATE_EPOCH refuses
+// (TestBornExpired).
+var fixtureDate = time.Date(2026, 5, 29, 12, 0, 0, 0, time.UTC)
+
 func repoPath(rel string) string {
 	p, err := filepath.Abs(filepath.Join("..", "..", rel))
 	if err != nil {
@@ -67,7 +74,7 @@ func newEngineWith(dir string, edit func(*engine.Config)) (*engine.Engine, error
 		return nil, err
 	}
 	cfg := engine.Config{DataDir: dir, Version: "test", SortBudget: 256 << 10, // small: the sorts spill
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), SourceDateEpoch: &fixtureDate}
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -291,6 +291,44 @@ func TestChainSimultaneousSubmissions(t *testing.T) {
 	}
 }
 
+// A bundle dated by its evidence (no SOURCE_DATE_EPOCH) whose newest record
+// is older than the validity would be expired before it is built, and every
+// site would refuse it: the build is refused instead, saying what to set.
+// A date the user set is honoured (a replay of an old bundle), and a bundle
+// that is still valid is built as before.
+func TestBornExpired(t *testing.T) {
+	f := getFixture(t)
+	build := func(now time.Time, sde *time.Time) (exportapi.Run, error) {
+		e, err := newEngineWith(filepath.Join(t.TempDir(), "d"), func(c *engine.Config) {
+			c.Now = func() time.Time { return now }
+			c.SourceDateEpoch = sde
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runEngine(e, engine.SubmitRequest{Profile: "mirror:full", Sources: sources(f.t1), SkipInvalid: true})
+	}
+	late := fixtureDate.Add(31 * 24 * time.Hour)
+	r, err := build(late, nil)
+	if err == nil {
+		t.Fatalf("a bundle born expired was built: %s", archiveOf(r))
+	}
+	if !xerr.Is(err, xerr.InvalidInput) || !strings.Contains(err.Error(), "expired") || !strings.Contains(xerr.As(err).Hint, "SOURCE_DATE_EPOCH") ||
+		!strings.Contains(xerr.As(err).Hint, mirroradapter.LabelValidity) || archiveOf(r) != "" {
+		t.Fatalf("a bundle born expired: %v (hint %q, artifacts %v)", err, xerr.As(err).Hint, r.Artifacts)
+	}
+	if _, err := build(late, &fixtureDate); err != nil {
+		t.Fatalf("the same with SOURCE_DATE_EPOCH set: %v", err)
+	}
+	r, err = build(fixtureDate.Add(24*time.Hour), nil)
+	if err != nil {
+		t.Fatalf("a bundle still valid: %v", err)
+	}
+	if m, _ := manifestOf(t, archiveOf(r)); m.GeneratedAt != fixtureDate.Format(time.RFC3339) {
+		t.Fatalf("generatedAt %s, want the evidence's newest date %s", m.GeneratedAt, fixtureDate.Format(time.RFC3339))
+	}
+}
+
 // Sequence comes from the chain: a full after a delta continues it.
 func TestSequence(t *testing.T) {
 	f := getFixture(t)
@@ -492,6 +530,10 @@ func TestTamperCases(t *testing.T) {
 		log, err := applyLog(t, target, mirror.ApplyOptions{Now: late}, f.full0)
 		if !xerr.Is(err, xerr.Verify) || !strings.Contains(err.Error(), "expired") || !strings.Contains(log, "expired") {
 			t.Fatalf("got %v", err)
+		}
+		// Another copy would be expired too: the hint says to export anew.
+		if h := xerr.As(err).Hint; !strings.Contains(h, "export a fresh one") || strings.Contains(h, "fetch a good copy") {
+			t.Fatalf("hint for an expired bundle: %q", h)
 		}
 	})
 	t.Run("not a mirror target", func(t *testing.T) {

@@ -134,7 +134,7 @@ func TestDeltaAcrossVersions(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		e2 := engine.New(engine.Config{DataDir: dir, Version: "test-2", SortBudget: 256 << 10}, e1.Ledger())
+		e2 := engine.New(engine.Config{DataDir: dir, Version: "test-2", SortBudget: 256 << 10, SourceDateEpoch: &fixtureDate}, e1.Ledger())
 		d, err := runEngine(e2, engine.SubmitRequest{Profile: "mirror:delta", Sources: sources(f.t1), SkipInvalid: true})
 		if err != nil {
 			t.Fatal(err)

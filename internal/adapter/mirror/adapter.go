@@ -669,11 +669,34 @@ func (a *adapter) FillManifest(m *exportapi.Manifest) error {
 		return xerr.New(xerr.InvalidInput, "the evidence carries no modified dates, so this mirror bundle would be dated %s and already expired", m.GeneratedAt).
 			WithHint("set SOURCE_DATE_EPOCH to the time of the evidence snapshot (e.g. its commit time: SOURCE_DATE_EPOCH=$(git -C <source> log -1 --format=%%ct)); the bundle expires %s after it", a.st.validity)
 	}
-	m.Expires = g.Add(a.st.validity).UTC().Format(time.RFC3339)
+	exp := g.Add(a.st.validity).UTC()
+	if now := a.now(); !now.Before(exp) {
+		// Dated by its evidence, whose newest record is older than the
+		// validity: every site would refuse it. Refuse rather than ship it.
+		// A date the user set (SOURCE_DATE_EPOCH: a replay of an old
+		// bundle, say) is theirs: the bundle is built, and the log says so.
+		if a.ac.SourceDateEpoch == nil {
+			return xerr.New(xerr.InvalidInput, "this mirror bundle would be dated %s (the newest modified date in the evidence) and so have expired at %s, before it is built",
+				m.GeneratedAt, exp.Format(time.RFC3339)).
+				WithHint("set SOURCE_DATE_EPOCH to the time of the export (SOURCE_DATE_EPOCH=$(date +%%s)) or of the evidence snapshot, or give the profile a longer %s label (now %s)", LabelValidity, a.st.validity)
+		}
+		if a.st.log != nil {
+			a.st.log.Warn("mirror.expired_on_arrival", "runId", a.ac.Run.ID, "generatedAt", m.GeneratedAt, "expires", exp.Format(time.RFC3339))
+		}
+	}
+	m.Expires = exp.Format(time.RFC3339)
 	if enc := a.ac.Profile.Spec.Encryption; enc.Enabled {
 		return a.encrypt(m, enc)
 	}
 	return nil
+}
+
+// now is the engine's clock.
+func (a *adapter) now() time.Time {
+	if a.ac.Now != nil {
+		return a.ac.Now()
+	}
+	return time.Now()
 }
 
 // encrypt encrypts every staged file under data/. The export id (and the
