@@ -667,7 +667,7 @@ func (a *adapter) FillManifest(m *exportapi.Manifest) error {
 		// zero dates) and no SOURCE_DATE_EPOCH: expires would be 1970 and no
 		// site could apply the bundle. Refuse rather than ship it.
 		return xerr.New(xerr.InvalidInput, "the evidence carries no modified dates, so this mirror bundle would be dated %s and already expired", m.GeneratedAt).
-			WithHint("set SOURCE_DATE_EPOCH to the time of the evidence snapshot (e.g. its commit time: SOURCE_DATE_EPOCH=$(git -C <source> log -1 --format=%%ct)); the bundle expires %s after it", a.st.validity)
+			WithHint("set SOURCE_DATE_EPOCH to the time of the evidence snapshot (e.g. its commit time: SOURCE_DATE_EPOCH=$(git -C <source> log -1 --format=%%ct)); the bundle expires %s after it", validityText(a.st.validity))
 	}
 	exp := g.Add(a.st.validity).UTC()
 	if now := a.now(); !now.Before(exp) {
@@ -678,7 +678,7 @@ func (a *adapter) FillManifest(m *exportapi.Manifest) error {
 		if a.ac.SourceDateEpoch == nil {
 			return xerr.New(xerr.InvalidInput, "this mirror bundle would be dated %s (the newest modified date in the evidence) and so have expired at %s, before it is built",
 				m.GeneratedAt, exp.Format(time.RFC3339)).
-				WithHint("set SOURCE_DATE_EPOCH to the time of the export (SOURCE_DATE_EPOCH=$(date +%%s)) or of the evidence snapshot, or give the profile a longer %s label (now %s)", LabelValidity, a.st.validity)
+				WithHint("set SOURCE_DATE_EPOCH to the time of the export (SOURCE_DATE_EPOCH=$(date +%%s)) or of the evidence snapshot, or give the profile a longer %s label (now %s)", LabelValidity, validityText(a.st.validity))
 		}
 		if a.st.log != nil {
 			a.st.log.Warn("mirror.expired_on_arrival", "runId", a.ac.Run.ID, "generatedAt", m.GeneratedAt, "expires", exp.Format(time.RFC3339))
@@ -689,6 +689,14 @@ func (a *adapter) FillManifest(m *exportapi.Manifest) error {
 		return a.encrypt(m, enc)
 	}
 	return nil
+}
+
+// validityText writes a validity as the label would: "30d", else "36h0m0s".
+func validityText(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 // now is the engine's clock.
