@@ -37,6 +37,10 @@ type PrepareContext struct {
 	Run     *exportapi.Run
 	Profile exportapi.Profile
 	Ledger  ledger.Ledger
+	// Planning is set for `plan`, which writes nothing: checks that guard
+	// what a submitted run would write (a mirror chain's one live run) are
+	// passed over.
+	Planning bool
 }
 
 // BeginContext is what Extension.Begin gets.
@@ -200,5 +204,9 @@ func (e *Engine) prepareExtension(ctx context.Context, run *exportapi.Run, p exp
 	if !ok || x.Prepare == nil {
 		return nil
 	}
-	return x.Prepare(ctx, PrepareContext{Run: run, Profile: p, Ledger: e.led})
+	_, planning := ctx.Value(planningKey{}).(bool)
+	return x.Prepare(ctx, PrepareContext{Run: run, Profile: p, Ledger: e.led, Planning: planning})
 }
+
+// planningKey marks the context of Plan.
+type planningKey struct{}

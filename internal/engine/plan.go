@@ -21,7 +21,7 @@ type Plan struct {
 // Plan reads the evidence a run would read and counts what it would
 // include, writing nothing (no ledger entry, no files).
 func (e *Engine) Plan(ctx context.Context, req SubmitRequest) (*Plan, error) {
-	run, err := e.prepare(ctx, req)
+	run, err := e.prepare(context.WithValue(ctx, planningKey{}, true), req)
 	if err != nil {
 		return nil, err
 	}

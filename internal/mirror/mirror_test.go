@@ -236,6 +236,9 @@ func TestChainOneRunAtATime(t *testing.T) {
 			t.Fatalf("%s while %s is pending: %v (hint %q)", profile, live.ID, err, xerr.As(err).Hint)
 		}
 	}
+	if _, err := e.Plan(ctx, delta); err != nil {
+		t.Fatalf("plan (it writes nothing) while the chain is busy: %v", err)
+	}
 	if _, err := runEngine(e, engine.SubmitRequest{Profile: "json:raw", Sources: sources(f.t1), SkipInvalid: true}); err != nil {
 		t.Fatalf("a json run while the chain is busy: %v", err)
 	}

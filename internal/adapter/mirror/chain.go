@@ -106,7 +106,9 @@ func prepare(ctx context.Context, pc engine.PrepareContext) error {
 	// the same sequence (a full after the same predecessor, a delta on the
 	// same base) and fork the chain: a receiver that applied one of the two
 	// could not apply the next delta built on the other.
-	if live, err := liveInChain(ctx, pc.Ledger, run.Tenant, chain); err != nil {
+	if pc.Planning {
+		// plan writes nothing: it cannot fork the chain.
+	} else if live, err := liveInChain(ctx, pc.Ledger, run.Tenant, chain); err != nil {
 		return err
 	} else if live != nil {
 		e := xerr.New(xerr.InvalidInput, "mirror run %s of chain %q (tenant %q) is %s; a second run of the chain now would take the same sequence and fork the chain",
