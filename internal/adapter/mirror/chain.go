@@ -106,17 +106,11 @@ func prepare(ctx context.Context, pc engine.PrepareContext) error {
 	// the same sequence (a full after the same predecessor, a delta on the
 	// same base) and fork the chain: a receiver that applied one of the two
 	// could not apply the next delta built on the other.
-	if pc.Planning {
-		// plan writes nothing: it cannot fork the chain.
-	} else if live, err := liveInChain(ctx, pc.Ledger, run.Tenant, chain); err != nil {
-		return err
-	} else if live != nil {
-		e := xerr.New(xerr.InvalidInput, "mirror run %s of chain %q (tenant %q) is %s; a second run of the chain now would take the same sequence and fork the chain",
-			live.ID, chain, run.Tenant, live.State)
-		if live.State == exportapi.StateRunning || live.Owner != "" {
-			return e.WithHint("wait for it to finish (`stella export run watch %s`), then submit again", live.ID)
+	// (plan writes nothing: it cannot fork the chain.)
+	if !pc.Planning {
+		if err := checkChainIdle(ctx, pc.Ledger, run.Tenant, chain); err != nil {
+			return err
 		}
-		return e.WithHint("it was submitted but never started: cancel it (`stella export run cancel %s`) and submit again", live.ID)
 	}
 	if run.Extra == nil {
 		run.Extra = map[string]string{}
@@ -196,29 +190,31 @@ func checkBase(r exportapi.Run, tenant, chain string) error {
 	return nil
 }
 
-// liveInChain is a pending or running mirror run of a tenant's chain, or nil.
-func liveInChain(ctx context.Context, led ledger.Ledger, tenant, chain string) (*exportapi.Run, error) {
-	f := ledger.RunFilter{Tenant: tenant, States: []exportapi.RunState{exportapi.StatePending, exportapi.StateRunning}, Limit: 200}
-	for {
-		runs, next, err := led.Runs(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		for i := range runs {
-			if r := runs[i]; r.Profile.Kind == "mirror" && r.Extra[ExtraChain] == chain {
-				return &r, nil
-			}
-		}
-		if next == "" {
-			return nil, nil
-		}
-		f.Cursor = next
+// checkChainIdle refuses a run of a chain that has a pending or running
+// run, naming it.
+func checkChainIdle(ctx context.Context, led ledger.Ledger, tenant, chain string) error {
+	live, err := firstInChain(ctx, led, tenant, chain, []exportapi.RunState{exportapi.StatePending, exportapi.StateRunning}, nil)
+	if err != nil || live == nil {
+		return err
 	}
+	e := xerr.New(xerr.InvalidInput, "mirror run %s of chain %q (tenant %q) is %s; a second run of the chain now would take the same sequence and fork the chain",
+		live.ID, chain, tenant, live.State)
+	if live.State == exportapi.StateRunning || live.Owner != "" {
+		return e.WithHint("wait for it to finish (`stella export run watch %s`), then submit again", live.ID)
+	}
+	return e.WithHint("it was submitted but never started: cancel it (`stella export run cancel %s`) and submit again", live.ID)
 }
 
 // newestInChain is the newest succeeded mirror run of a tenant's chain, or nil.
 func newestInChain(ctx context.Context, led ledger.Ledger, tenant, chain string) (*exportapi.Run, error) {
-	f := ledger.RunFilter{Tenant: tenant, States: []exportapi.RunState{exportapi.StateSucceeded}, Limit: 200}
+	return firstInChain(ctx, led, tenant, chain, []exportapi.RunState{exportapi.StateSucceeded},
+		func(r exportapi.Run) bool { return Sequence(r) > 0 })
+}
+
+// firstInChain is the newest mirror run of a tenant's chain in one of
+// states (and accepted by ok, when given), or nil.
+func firstInChain(ctx context.Context, led ledger.Ledger, tenant, chain string, states []exportapi.RunState, ok func(exportapi.Run) bool) (*exportapi.Run, error) {
+	f := ledger.RunFilter{Tenant: tenant, States: states, Limit: 200}
 	for {
 		runs, next, err := led.Runs(ctx, f)
 		if err != nil {
@@ -226,7 +222,7 @@ func newestInChain(ctx context.Context, led ledger.Ledger, tenant, chain string)
 		}
 		for i := range runs {
 			r := runs[i]
-			if r.Profile.Kind == "mirror" && r.Extra[ExtraChain] == chain && Sequence(r) > 0 {
+			if r.Profile.Kind == "mirror" && r.Extra[ExtraChain] == chain && (ok == nil || ok(r)) {
 				return &r, nil
 			}
 		}
