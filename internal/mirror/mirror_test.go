@@ -332,6 +332,40 @@ func TestBornExpired(t *testing.T) {
 	}
 }
 
+// A delta run without one of its base's sources (left out of the run, or
+// its folder empty) would remove every record of that source: it is
+// refused, naming the source. Dropping a source on purpose is a full
+// bundle, after which deltas go on without it.
+func TestDeltaKeepsItsSources(t *testing.T) {
+	f := getFixture(t)
+	e, err := newEngine(filepath.Join(t.TempDir(), "d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:full", Sources: sources(f.t0), SkipInvalid: true}); err != nil {
+		t.Fatal(err)
+	}
+	without := []string{"alma", "ctrliq", "pypa", "policy", "sbom", "vexhub"} // no drupal
+	empty := sources(f.t1)
+	for i := range empty {
+		if empty[i].Name == "drupal" {
+			empty[i].Path = t.TempDir()
+		}
+	}
+	for name, srcs := range map[string][]exportapi.SourceSpec{"left out": sources(f.t1, without...), "empty folder": empty} {
+		r, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:delta", Sources: srcs, SkipInvalid: true})
+		if !xerr.Is(err, xerr.InvalidInput) || !strings.Contains(err.Error(), `source "drupal"`) || !strings.Contains(err.Error(), "remove all") || archiveOf(r) != "" {
+			t.Fatalf("%s: a delta without the drupal source: %v", name, err)
+		}
+	}
+	if _, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:full", Sources: sources(f.t1, without...), SkipInvalid: true}); err != nil {
+		t.Fatalf("a full bundle without the source: %v", err)
+	}
+	if _, err := runEngine(e, engine.SubmitRequest{Profile: "mirror:delta", Sources: sources(f.t1, without...), SkipInvalid: true}); err != nil {
+		t.Fatalf("a delta after it: %v", err)
+	}
+}
+
 // Sequence comes from the chain: a full after a delta continues it.
 func TestSequence(t *testing.T) {
 	f := getFixture(t)

@@ -648,6 +648,23 @@ func (a *adapter) FillManifest(m *exportapi.Manifest) error {
 		})
 	}
 	if a.delta != nil {
+		// A source of the base with no document in this run (left out of
+		// the run's sources, or its folder empty or not mounted) would
+		// have every one of its records removed by this delta: a mistake
+		// far more often than a wish, and one the receiving side cannot
+		// undo but by a new full bundle. Refuse it; dropping a source on
+		// purpose is a new full bundle.
+		have := map[string]bool{}
+		for _, s := range m.Sources {
+			have[s.Name] = true
+		}
+		for _, s := range a.st.base.manifest.Sources {
+			if s.Documents > 0 && !have[s.Name] {
+				return xerr.New(xerr.InvalidInput, "source %q had %d documents in the base bundle (%s) and has none in this delta, which would remove all of its records",
+					s.Name, s.Documents, a.st.base.manifest.ExportID).
+					WithHint("pass --source %s=<its folder> as the chain's earlier runs did (check that the folder is there and mounted); to drop the source on purpose, export mirror:full without it", s.Name)
+			}
+		}
 		m.Delta = a.delta
 		// A delta stands for the state base + changes: it is never older than its base.
 		if a.st.base.manifest.GeneratedAt > m.GeneratedAt {
