@@ -161,26 +161,23 @@ type collected struct {
 
 type progressFn func(phase string, done, total, bytes int64)
 
-// key builds a NUL-separated sort key.
+// key builds a NUL-separated sort key in a slice of its own (appendKey
+// writes the format).
 func key(ns byte, parts ...string) []byte {
+	if len(parts) == 0 {
+		return []byte{ns}
+	}
 	n := 1
 	for _, p := range parts {
 		n += len(p) + 1
 	}
-	b := make([]byte, 0, n+4)
-	b = append(b, ns)
-	for i, p := range parts {
-		if i > 0 {
-			b = append(b, 0)
-		}
-		b = append(b, p...)
-	}
-	return b
+	return appendKey(make([]byte, 0, n+4), ns, parts[0], "", parts[1:]...)
 }
 
-// appendKey appends to dst the key that key(ns, prefix+first, rest...)
-// builds, without making the key or the joined first part (the sorter
-// copies what it is given: a scratch buffer is enough).
+// appendKey appends to dst the key ns prefix+first 0 rest[0] 0 … (what
+// key(ns, prefix+first, rest...) builds), without making the key or the
+// joined first part (the sorter copies what it is given: a scratch buffer
+// is enough).
 func appendKey(dst []byte, ns byte, prefix, first string, rest ...string) []byte {
 	dst = append(append(append(dst, ns), prefix...), first...)
 	for _, p := range rest {

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -101,19 +100,31 @@ func modBytes(t time.Time) []byte {
 
 func seq(i int) string { return fmt.Sprintf("%08d", i) }
 
-// The keys emit builds in a scratch buffer are the keys key() builds.
+// The keys emit builds in a scratch buffer, and key(), are the
+// NUL-separated format the merge reads (literal bytes: key is built on
+// appendKey, so comparing the two would prove nothing).
 func TestAppendKey(t *testing.T) {
 	for _, i := range []int{0, 1, 7, 10, 12345678, 99999999, 100000000, 1234567890} {
-		got := appendDataKey([]byte("junk")[:0], "raw/advisories/", "ghsa", "GHSA-1", "ghsa", "a/b.json", i)
-		want := key(nsData, "raw/advisories/ghsa", "GHSA-1", "ghsa", "a/b.json", seq(i))
-		if !bytes.Equal(got, want) {
-			t.Fatalf("seq %d: appendDataKey = %q, key = %q", i, got, want)
+		want := "Braw/advisories/ghsa\x00GHSA-1\x00ghsa\x00a/b.json\x00" + fmt.Sprintf("%08d", i)
+		if got := appendDataKey([]byte("junk")[:0], "raw/advisories/", "ghsa", "GHSA-1", "ghsa", "a/b.json", i); string(got) != want {
+			t.Fatalf("seq %d: appendDataKey = %q, want %q", i, got, want)
+		}
+		if got := key(nsData, "raw/advisories/ghsa", "GHSA-1", "ghsa", "a/b.json", seq(i)); string(got) != want {
+			t.Fatalf("seq %d: key = %q, want %q", i, got, want)
 		}
 	}
-	if got, want := appendKey(nil, nsID, "advisory", "", "GHSA-1", "ghsa", "a.json"), key(nsID, "advisory", "GHSA-1", "ghsa", "a.json"); !bytes.Equal(got, want) {
-		t.Fatalf("appendKey = %q, key = %q", got, want)
-	}
-	if got, want := appendKey(nil, nsDoc, "ghsa", "", "a.json"), key(nsDoc, "ghsa", "a.json"); !bytes.Equal(got, want) {
-		t.Fatalf("appendKey = %q, key = %q", got, want)
+	for _, c := range []struct {
+		got  []byte
+		want string
+	}{
+		{appendKey(nil, nsID, "advisory", "", "GHSA-1", "ghsa", "a.json"), "Aadvisory\x00GHSA-1\x00ghsa\x00a.json"},
+		{key(nsID, "advisory", "GHSA-1", "ghsa", "a.json"), "Aadvisory\x00GHSA-1\x00ghsa\x00a.json"},
+		{appendKey(nil, nsDoc, "ghsa", "", "a.json"), "Cghsa\x00a.json"},
+		{key(nsDoc, "ghsa", "a.json"), "Cghsa\x00a.json"},
+		{key(nsStat), "S"},
+	} {
+		if string(c.got) != c.want {
+			t.Fatalf("key %q, want %q", c.got, c.want)
+		}
 	}
 }
